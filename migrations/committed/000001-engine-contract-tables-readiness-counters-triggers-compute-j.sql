@@ -1,0 +1,1410 @@
+--! Previous: -
+--! Hash: sha1:e0e9432215005d00c945474be3a2aa8c426b8f6b
+--! Message: engine: contract tables, readiness counters, triggers, compute job, status
+
+-- >>> sql/00_schema.sql
+-- Engine internals live apart from the contract tables so that producers and readers only ever
+-- see the tables design section 2 names; everything in `portfolio_timeseries_engine` may change
+-- between versions.
+create schema portfolio_timeseries_engine;
+comment on schema portfolio_timeseries_engine is
+  'Internals of portfolio-timeseries: readiness counters, dirty sets, epoch history, functions.';
+
+-- >>> sql/01_validation.sql
+-- Row checks that refuse bad input at write time. They are CHECK constraints (so COPY, INSERT and
+-- UPDATE all pass through them and no trigger can be skipped) calling functions that raise an
+-- error whose message names the row's key: a constraint violation alone would only name the
+-- constraint, and a producer loading a million rows needs to know which one is wrong.
+
+create function portfolio_timeseries_engine.check_currency(p_code text, p_column text, p_row text)
+returns boolean
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if p_code is null or p_code !~ '^[A-Z]{3}$' then
+    raise exception '%: % must be 3 upper-case letters, got %', p_row, p_column, coalesce(quote_literal(p_code), 'NULL')
+      using errcode = 'check_violation';
+  end if;
+  return true;
+end;
+$$;
+
+create function portfolio_timeseries_engine.check_true(p_ok boolean, p_row text, p_message text)
+returns boolean
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if p_ok is not true then
+    raise exception '%: %', p_row, p_message using errcode = 'check_violation';
+  end if;
+  return true;
+end;
+$$;
+
+-- >>> sql/02_contract_tables.sql
+-- The contract tables of design section 2. Producers write plain INSERT/UPDATE/DELETE naming only
+-- these columns; anything the engine needs beyond them lives in portfolio_timeseries_engine.
+-- There are no foreign keys between inputs on purpose: upstream services write in any order, and
+-- a reference that is missing for now (unknown instrument, unknown portfolio) blocks the day with
+-- a reason instead of refusing the row (design section 3, "Blocked, with a reason").
+-- numeric(30, 10): 20 integer digits and 10 decimals.
+
+create table public.portfolios (
+  portfolio_id text primary key,
+  base_currency text not null,
+  open_date date not null,
+  close_date date,
+  constraint portfolios_base_currency_check check (portfolio_timeseries_engine.check_currency(
+    base_currency, 'base_currency', format('portfolio %s', portfolio_id)))
+);
+
+create table public.instruments (
+  security_id text primary key,
+  currency text not null,
+  name text,
+  constraint instruments_currency_check check (portfolio_timeseries_engine.check_currency(
+    currency, 'currency', format('instrument %s', security_id)))
+);
+
+create table public.fx_rates (
+  from_currency text not null,
+  to_currency text not null,
+  rate_date date not null,
+  rate numeric(30, 10) not null,
+  primary key (from_currency, to_currency, rate_date),
+  constraint fx_rates_from_currency_check check (portfolio_timeseries_engine.check_currency(
+    from_currency, 'from_currency', format('fx rate %s->%s on %s', from_currency, to_currency, rate_date))),
+  constraint fx_rates_to_currency_check check (portfolio_timeseries_engine.check_currency(
+    to_currency, 'to_currency', format('fx rate %s->%s on %s', from_currency, to_currency, rate_date))),
+  constraint fx_rates_rate_check check (portfolio_timeseries_engine.check_true(
+    rate > 0, format('fx rate %s->%s on %s', from_currency, to_currency, rate_date),
+    format('rate must be > 0, got %s', rate)))
+);
+
+create table public.cashflows (
+  transaction_id text primary key,
+  portfolio_id text not null,
+  security_id text,
+  cashflow_date date not null,
+  epoch integer not null default 0,
+  amount numeric(30, 10) not null,
+  currency text not null,
+  classification text not null,
+  timing text not null,
+  is_position_flow boolean not null,
+  is_portfolio_flow boolean not null,
+  constraint cashflows_currency_check check (portfolio_timeseries_engine.check_currency(
+    currency, 'currency', format('cash flow %s (portfolio %s, security %s, %s)',
+      transaction_id, portfolio_id, coalesce(security_id, 'NULL'), cashflow_date))),
+  constraint cashflows_timing_check check (portfolio_timeseries_engine.check_true(
+    timing in ('BOD', 'EOD'), format('cash flow %s (portfolio %s, security %s, %s)',
+      transaction_id, portfolio_id, coalesce(security_id, 'NULL'), cashflow_date),
+    format('timing must be BOD or EOD, got %s', coalesce(quote_literal(timing), 'NULL'))))
+);
+create index cashflows_portfolio_date_idx on public.cashflows (portfolio_id, cashflow_date, security_id);
+create index cashflows_security_idx on public.cashflows (security_id) where security_id is not null;
+
+create table public.position_state (
+  portfolio_id text not null,
+  security_id text not null,
+  epoch integer not null default 0,
+  watermark_date date,
+  status text,
+  primary key (portfolio_id, security_id),
+  constraint position_state_epoch_check check (portfolio_timeseries_engine.check_true(
+    epoch >= 0, format('position state (portfolio %s, security %s)', portfolio_id, security_id),
+    format('epoch must be >= 0, got %s', epoch)))
+);
+
+create table public.daily_position_snapshots (
+  id bigint generated by default as identity primary key,
+  portfolio_id text not null,
+  security_id text not null,
+  date date not null,
+  epoch integer not null default 0,
+  quantity numeric(30, 10) not null,
+  cost_basis numeric(30, 10),
+  cost_basis_local numeric(30, 10),
+  market_price numeric(30, 10),
+  market_value numeric(30, 10),
+  market_value_local numeric(30, 10),
+  valuation_status text not null default 'UNVALUED',
+  constraint daily_position_snapshots_key unique (portfolio_id, security_id, date, epoch),
+  constraint daily_position_snapshots_valuation_status_check check (portfolio_timeseries_engine.check_true(
+    valuation_status in ('UNVALUED', 'VALUED_CURRENT', 'VALUED_STALE', 'FAILED'),
+    format('snapshot (portfolio %s, security %s, %s, epoch %s)', portfolio_id, security_id, date, epoch),
+    format('valuation_status must be UNVALUED, VALUED_CURRENT, VALUED_STALE or FAILED, got %s',
+      coalesce(quote_literal(valuation_status), 'NULL'))))
+);
+-- (portfolio_id, date): a day's positions; (security_id): an instrument change finds its days.
+create index daily_position_snapshots_day_idx on public.daily_position_snapshots (portfolio_id, date);
+create index daily_position_snapshots_security_idx on public.daily_position_snapshots (security_id);
+
+create table public.daily_aggregation_manifest (
+  portfolio_id text not null,
+  aggregation_date date not null,
+  expected_count integer not null,
+  primary key (portfolio_id, aggregation_date),
+  constraint daily_aggregation_manifest_expected_count_check check (portfolio_timeseries_engine.check_true(
+    expected_count >= 0, format('manifest (portfolio %s, %s)', portfolio_id, aggregation_date),
+    format('expected_count must be >= 0, got %s', expected_count)))
+);
+
+-- Outputs: written only by the engine.
+create table public.position_timeseries (
+  portfolio_id text not null,
+  security_id text not null,
+  date date not null,
+  epoch integer not null,
+  bod_market_value numeric(30, 10) not null,
+  bod_cashflow_position numeric(30, 10) not null,
+  eod_cashflow_position numeric(30, 10) not null,
+  bod_cashflow_portfolio numeric(30, 10) not null,
+  eod_cashflow_portfolio numeric(30, 10) not null,
+  eod_market_value numeric(30, 10) not null,
+  fees numeric(30, 10) not null,
+  quantity numeric(30, 10) not null,
+  cost numeric(30, 10) not null,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  primary key (portfolio_id, security_id, date)
+);
+create index position_timeseries_day_idx on public.position_timeseries (portfolio_id, date);
+
+create table public.portfolio_timeseries (
+  portfolio_id text not null,
+  date date not null,
+  epoch integer not null,
+  bod_market_value numeric(30, 10) not null,
+  bod_cashflow numeric(30, 10) not null,
+  eod_cashflow numeric(30, 10) not null,
+  eod_market_value numeric(30, 10) not null,
+  fees numeric(30, 10) not null,
+  position_count integer not null,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  primary key (portfolio_id, date)
+);
+
+-- >>> sql/03_engine_state.sql
+-- Engine state. Everything here is derived from the contract tables and kept up to date by the
+-- statement-level triggers in 06_triggers_*.sql.
+
+-- One row per portfolio-day that has ever had a snapshot, a manifest row or a change.
+--   position_count  how many securities have an effective snapshot that day. Kept as a counter
+--                   (incremented under the row lock by every trigger) rather than recounted: a
+--                   recount inside two concurrent READ COMMITTED transactions can miss the flip
+--                   to complete, a counter cannot.
+--   expected_count  copy of daily_aggregation_manifest.expected_count; NULL = undeclared.
+--   dirty           the day's portfolio row is not current (inputs changed since it was built).
+--   blocked_reason  why the last job could not build the day; cleared by any change to the day.
+-- The row lock on this row is also the serialisation point between writers and the job that
+-- computes the day: every change that affects (portfolio, date) updates this row, and the job
+-- locks it while computing, so no change can commit between the job's reads and its writes.
+create table portfolio_timeseries_engine.portfolio_day (
+  portfolio_id text not null,
+  date date not null,
+  position_count integer not null default 0 check (position_count >= 0),
+  expected_count integer,
+  dirty boolean not null default true,
+  blocked_reason text,
+  computed_count bigint not null default 0,
+  computed_at timestamptz,
+  primary key (portfolio_id, date)
+);
+-- The job and the sweep look for the first dirty declared day of a portfolio.
+create index portfolio_day_dirty_idx on portfolio_timeseries_engine.portfolio_day (portfolio_id, date)
+  where dirty and expected_count is not null;
+
+-- Position days whose position_timeseries row must be rebuilt when their day is next computed.
+create table portfolio_timeseries_engine.dirty_position (
+  portfolio_id text not null,
+  date date not null,
+  security_id text not null,
+  primary key (portfolio_id, date, security_id)
+);
+
+-- One row per (portfolio, security) the engine has seen. current_epoch mirrors position_state;
+-- the row lock orders snapshot writers (FOR SHARE) against epoch changes (UPDATE) of the same key,
+-- so that "is this snapshot effective?" and the counters never disagree. It exists even when
+-- position_state has no row (epoch 0), which position_state itself cannot provide.
+create table portfolio_timeseries_engine.position_key (
+  portfolio_id text not null,
+  security_id text not null,
+  current_epoch integer not null default 0,
+  primary key (portfolio_id, security_id)
+);
+
+-- Epoch history: epoch `epoch` of the key applies from start_date ('-infinity' for the epoch a
+-- position_state row was inserted with). Epoch 0 from '-infinity' is implicit.
+create table portfolio_timeseries_engine.epoch_start (
+  portfolio_id text not null,
+  security_id text not null,
+  epoch integer not null,
+  start_date date not null,
+  primary key (portfolio_id, security_id, epoch)
+);
+create index epoch_start_by_date_idx on portfolio_timeseries_engine.epoch_start
+  (portfolio_id, security_id, start_date, epoch);
+
+-- Work done, for operators and for tests that prove a change recomputes only what it affects.
+create table portfolio_timeseries_engine.work_counter (
+  portfolio_id text primary key,
+  jobs bigint not null default 0,
+  portfolio_days bigint not null default 0,
+  position_days bigint not null default 0,
+  bod_updates bigint not null default 0
+);
+
+-- A touch: "this (portfolio, security, date) may have changed"; security_id NULL touches only the
+-- portfolio day; count_delta adjusts position_count.
+create type portfolio_timeseries_engine.touch as (
+  portfolio_id text,
+  security_id text,
+  date date,
+  count_delta integer
+);
+
+-- >>> sql/04_effective.sql
+-- Effective epoch (design section 3): for a date D the effective epoch of a key is the highest
+-- epoch whose start date is <= D (0 when there is none). Only the snapshot at that epoch counts.
+-- A view, not a function, so the planner inlines the correlated lookup into set-based queries.
+create view portfolio_timeseries_engine.effective_snapshots as
+select s.*
+from public.daily_position_snapshots s
+where s.epoch = coalesce((
+  select max(e.epoch)
+  from portfolio_timeseries_engine.epoch_start e
+  where e.portfolio_id = s.portfolio_id
+    and e.security_id = s.security_id
+    and e.start_date <= s.date
+), 0);
+
+-- A snapshot, or a snapshot a BOD comes from, that cannot be used: its reason, else NULL.
+create function portfolio_timeseries_engine.unvalued_reason(
+  p_status text, p_market_value numeric, p_market_value_local numeric)
+returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when p_status in ('UNVALUED', 'FAILED') then 'valuation_status ' || p_status
+    when p_market_value is null then 'market_value is NULL'
+    when p_market_value_local is null then 'market_value_local is NULL'
+  end
+$$;
+
+-- rate(c -> base, D): 1 for the base currency, else the latest rate dated on or before D.
+create function portfolio_timeseries_engine.fx_rate(p_from text, p_to text, p_date date)
+returns numeric
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case when p_from = p_to then 1::numeric else (
+    select r.rate from public.fx_rates r
+    where r.from_currency = p_from and r.to_currency = p_to and r.rate_date <= p_date
+    order by r.rate_date desc
+    limit 1)
+  end
+$$;
+
+-- >>> sql/05_touch.sql
+-- Marking work and enqueueing jobs. Every trigger reduces its statement to a set of touches and
+-- hands them here, so readiness, dirtiness and enqueueing follow one rule for every input table.
+
+-- Enqueue one compute job per portfolio (job_key per portfolio: a backfill is one job, not one
+-- per day). graphile-worker replaces a queued job with the same key and, when the keyed job is
+-- already running, de-keys it and adds a new one, so a change that commits during a run is
+-- always followed by another run.
+create function portfolio_timeseries_engine.enqueue(p_portfolios text[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if coalesce(cardinality(p_portfolios), 0) = 0 then
+    return;
+  end if;
+  perform graphile_worker.add_jobs(array(
+    select row(
+      'portfolio_timeseries:compute_portfolio',
+      json_build_object('portfolio_id', p),
+      null, null, null,
+      'portfolio_timeseries:' || p,
+      null, null)::graphile_worker.job_spec
+    from (select distinct unnest(p_portfolios) as p) ps
+    order by p));
+end;
+$$;
+
+-- Apply a statement's touches:
+--  1. bump each portfolio-day once, in (portfolio, date) order (no deadlocks between statements
+--     of this engine), adjusting position_count and marking it dirty;
+--  2. record the dirty position days;
+--  3. when p_drop_vanished, delete position rows whose effective snapshot no longer exists
+--     (design section 2: deleting a day's effective snapshot removes its position row);
+--  4. enqueue the portfolios of touched days that are declared and complete, in this transaction.
+create function portfolio_timeseries_engine.apply_touches(
+  p_touches portfolio_timeseries_engine.touch[], p_drop_vanished boolean default false)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_ready text[];
+begin
+  if coalesce(cardinality(p_touches), 0) = 0 then
+    return;
+  end if;
+
+  with days as (
+    select t.portfolio_id, t.date, sum(t.count_delta)::integer as delta
+    from unnest(p_touches) t
+    where t.portfolio_id is not null and t.date is not null
+    group by t.portfolio_id, t.date
+  ), bumped as (
+    insert into portfolio_timeseries_engine.portfolio_day as pd (portfolio_id, date, position_count, dirty)
+    select d.portfolio_id, d.date, d.delta, true
+    from days d
+    order by d.portfolio_id, d.date
+    on conflict (portfolio_id, date) do update
+      set position_count = pd.position_count + excluded.position_count,
+          dirty = true,
+          blocked_reason = null
+    returning pd.portfolio_id, pd.expected_count, pd.position_count
+  )
+  select array_agg(distinct b.portfolio_id) into v_ready
+  from bumped b
+  where b.expected_count is not null and b.position_count = b.expected_count;
+
+  insert into portfolio_timeseries_engine.dirty_position (portfolio_id, date, security_id)
+  select distinct t.portfolio_id, t.date, t.security_id
+  from unnest(p_touches) t
+  where t.security_id is not null and t.portfolio_id is not null and t.date is not null
+  order by 1, 2, 3
+  on conflict do nothing;
+
+  if p_drop_vanished then
+    delete from public.position_timeseries pt
+    using (select distinct t.portfolio_id, t.security_id, t.date from unnest(p_touches) t
+           where t.security_id is not null) x
+    where pt.portfolio_id = x.portfolio_id and pt.security_id = x.security_id and pt.date = x.date
+      and not exists (
+        select 1 from portfolio_timeseries_engine.effective_snapshots s
+        where s.portfolio_id = x.portfolio_id and s.security_id = x.security_id and s.date = x.date);
+  end if;
+
+  perform portfolio_timeseries_engine.enqueue(v_ready);
+end;
+$$;
+
+-- Touches for "the key's next position day": the first date after D with an effective snapshot of
+-- the key, whose BOD comes from D.
+create function portfolio_timeseries_engine.next_position_touches(p_keys portfolio_timeseries_engine.touch[])
+returns portfolio_timeseries_engine.touch[]
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(array_agg(row(k.portfolio_id, k.security_id, n.date, 0)::portfolio_timeseries_engine.touch), '{}')
+  from (select distinct t.portfolio_id, t.security_id, t.date from unnest(p_keys) t) k
+  cross join lateral (
+    select s.date from portfolio_timeseries_engine.effective_snapshots s
+    where s.portfolio_id = k.portfolio_id and s.security_id = k.security_id and s.date > k.date
+    order by s.date
+    limit 1
+  ) n
+$$;
+
+-- >>> sql/06_snapshot_triggers.sql
+-- daily_position_snapshots: a snapshot write changes its position day (and the day's count when
+-- the snapshot is the effective one) and the key's next position day (whose BOD it is).
+-- An UPDATE is handled as the removal of the old row plus the arrival of the new one: for a value
+-- correction the -1 and +1 cancel and only the touches remain.
+
+create type portfolio_timeseries_engine.snapshot_ref as (
+  portfolio_id text,
+  security_id text,
+  date date,
+  epoch integer
+);
+
+create function portfolio_timeseries_engine.snapshots_changed(
+  p_old portfolio_timeseries_engine.snapshot_ref[], p_new portfolio_timeseries_engine.snapshot_ref[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_bad record;
+  v_touches portfolio_timeseries_engine.touch[];
+begin
+  -- Make sure every key has a position_key row, then hold it FOR SHARE: an epoch change of the
+  -- same key (which UPDATEs that row) waits for us, and we wait for it, so the effective epoch
+  -- read below is the one in force when we commit.
+  insert into portfolio_timeseries_engine.position_key (portfolio_id, security_id)
+  select distinct n.portfolio_id, n.security_id from unnest(p_new) n
+  order by 1, 2
+  on conflict do nothing;
+
+  perform 1
+  from portfolio_timeseries_engine.position_key k
+  where (k.portfolio_id, k.security_id) in (
+    select r.portfolio_id, r.security_id from unnest(p_old) r
+    union
+    select r.portfolio_id, r.security_id from unnest(p_new) r)
+  order by k.portfolio_id, k.security_id
+  for share of k;
+
+  select n.*, k.current_epoch into v_bad
+  from unnest(p_new) n
+  join portfolio_timeseries_engine.position_key k
+    on k.portfolio_id = n.portfolio_id and k.security_id = n.security_id
+  where n.epoch > k.current_epoch
+  order by n.portfolio_id, n.security_id, n.date
+  limit 1;
+  if found then
+    raise exception 'snapshot (portfolio %, security %, %, epoch %): epoch is above the current epoch % of (portfolio %, security %)',
+      v_bad.portfolio_id, v_bad.security_id, v_bad.date, v_bad.epoch, v_bad.current_epoch,
+      v_bad.portfolio_id, v_bad.security_id
+      using errcode = 'check_violation';
+  end if;
+
+  -- Only rows at their effective epoch count; others are ignored (design section 3).
+  with changed as (
+    select r.portfolio_id, r.security_id, r.date, r.epoch, -1 as delta from unnest(p_old) r
+    union all
+    select r.portfolio_id, r.security_id, r.date, r.epoch, 1 from unnest(p_new) r
+  ), effective as (
+    select c.portfolio_id, c.security_id, c.date, c.delta
+    from changed c
+    where c.epoch = coalesce((
+      select max(e.epoch) from portfolio_timeseries_engine.epoch_start e
+      where e.portfolio_id = c.portfolio_id and e.security_id = c.security_id and e.start_date <= c.date
+    ), 0)
+  ), own as (
+    select coalesce(array_agg(row(e.portfolio_id, e.security_id, e.date, e.delta)::portfolio_timeseries_engine.touch), '{}') as t
+    from effective e
+  )
+  select own.t || portfolio_timeseries_engine.next_position_touches(own.t) into v_touches
+  from own;
+
+  perform portfolio_timeseries_engine.apply_touches(v_touches, cardinality(p_old) > 0);
+end;
+$$;
+
+create function portfolio_timeseries_engine.tg_snapshots()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_old portfolio_timeseries_engine.snapshot_ref[] := '{}';
+  v_new portfolio_timeseries_engine.snapshot_ref[] := '{}';
+begin
+  if tg_op in ('UPDATE', 'DELETE') then
+    select coalesce(array_agg(row(o.portfolio_id, o.security_id, o.date, o.epoch)::portfolio_timeseries_engine.snapshot_ref), '{}')
+      into v_old from old_rows o;
+  end if;
+  if tg_op in ('UPDATE', 'INSERT') then
+    select coalesce(array_agg(row(n.portfolio_id, n.security_id, n.date, n.epoch)::portfolio_timeseries_engine.snapshot_ref), '{}')
+      into v_new from new_rows n;
+  end if;
+  perform portfolio_timeseries_engine.snapshots_changed(v_old, v_new);
+  return null;
+end;
+$$;
+
+create trigger snapshots_insert after insert on public.daily_position_snapshots
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_snapshots();
+create trigger snapshots_update after update on public.daily_position_snapshots
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_snapshots();
+create trigger snapshots_delete after delete on public.daily_position_snapshots
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_snapshots();
+
+-- >>> sql/07_epoch_triggers.sql
+-- position_state: epochs only move up. Raising a key's epoch with UPDATE starts the new epoch at
+-- watermark_date + 1 (the watermark is the last date that stays valid); a row inserted with an
+-- epoch applies it to all dates. Either way the effective snapshot of every date from the start
+-- may change, so those position days are touched with the change in count they imply.
+
+create function portfolio_timeseries_engine.tg_position_state()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_bad record;
+  v_raised record;
+  v_touches portfolio_timeseries_engine.touch[];
+begin
+  if tg_op = 'DELETE' then
+    select o.portfolio_id, o.security_id into v_bad from old_rows o order by 1, 2 limit 1;
+    raise exception 'position state (portfolio %, security %): deleting a position_state row is refused (epochs only move up)',
+      v_bad.portfolio_id, v_bad.security_id using errcode = 'check_violation';
+  end if;
+
+  create temp table if not exists pt_raised (
+    portfolio_id text, security_id text, epoch integer, start_date date
+  ) on commit drop;
+  truncate pg_temp.pt_raised;
+
+  if tg_op = 'UPDATE' then
+    -- position_state has a primary key, so rows pair up by key; a key change shows as an old
+    -- key without a new one.
+    select o.portfolio_id, o.security_id into v_bad
+    from old_rows o
+    where not exists (select 1 from new_rows n
+                      where n.portfolio_id = o.portfolio_id and n.security_id = o.security_id)
+    order by 1, 2 limit 1;
+    if found then
+      raise exception 'position state (portfolio %, security %): changing portfolio_id or security_id is refused',
+        v_bad.portfolio_id, v_bad.security_id using errcode = 'check_violation';
+    end if;
+
+    select n.portfolio_id, n.security_id, o.epoch as old_epoch, n.epoch as new_epoch, n.watermark_date into v_bad
+    from old_rows o join new_rows n using (portfolio_id, security_id)
+    where n.epoch < o.epoch or (n.epoch > o.epoch and n.watermark_date is null)
+    order by 1, 2 limit 1;
+    if found then
+      if v_bad.new_epoch < v_bad.old_epoch then
+        raise exception 'position state (portfolio %, security %): lowering the epoch from % to % is refused',
+          v_bad.portfolio_id, v_bad.security_id, v_bad.old_epoch, v_bad.new_epoch using errcode = 'check_violation';
+      end if;
+      raise exception 'position state (portfolio %, security %): raising the epoch from % to % needs a watermark_date',
+        v_bad.portfolio_id, v_bad.security_id, v_bad.old_epoch, v_bad.new_epoch using errcode = 'check_violation';
+    end if;
+
+    insert into pg_temp.pt_raised
+    select n.portfolio_id, n.security_id, n.epoch, n.watermark_date + 1
+    from old_rows o join new_rows n using (portfolio_id, security_id)
+    where n.epoch > o.epoch;
+  else
+    insert into pg_temp.pt_raised
+    select n.portfolio_id, n.security_id, n.epoch, '-infinity'::date
+    from new_rows n
+    where n.epoch > 0;
+  end if;
+
+  -- Take each key's row exclusively (snapshot writers hold it FOR SHARE), in key order.
+  insert into portfolio_timeseries_engine.position_key as k (portfolio_id, security_id, current_epoch)
+  select n.portfolio_id, n.security_id, n.epoch from new_rows n
+  order by 1, 2
+  on conflict (portfolio_id, security_id) do update set current_epoch = excluded.current_epoch;
+
+  if not exists (select 1 from pg_temp.pt_raised) then
+    return null;
+  end if;
+
+  -- Per affected date: was there an effective snapshot before, is there one now?
+  with per_date as (
+    select s.portfolio_id, s.security_id, s.date,
+      bool_or(s.epoch = coalesce((
+        select max(e.epoch) from portfolio_timeseries_engine.epoch_start e
+        where e.portfolio_id = s.portfolio_id and e.security_id = s.security_id and e.start_date <= s.date
+      ), 0)) as had,
+      bool_or(s.epoch = r.epoch) as has
+    from pg_temp.pt_raised r
+    join public.daily_position_snapshots s
+      on s.portfolio_id = r.portfolio_id and s.security_id = r.security_id and s.date >= r.start_date
+    group by s.portfolio_id, s.security_id, s.date
+  )
+  select coalesce(array_agg(row(d.portfolio_id, d.security_id, d.date, d.has::int - d.had::int)::portfolio_timeseries_engine.touch), '{}')
+    into v_touches
+  from per_date d
+  where d.had or d.has;
+
+  insert into portfolio_timeseries_engine.epoch_start (portfolio_id, security_id, epoch, start_date)
+  select r.portfolio_id, r.security_id, r.epoch, r.start_date from pg_temp.pt_raised r;
+
+  perform portfolio_timeseries_engine.apply_touches(v_touches, true);
+  return null;
+end;
+$$;
+
+create trigger position_state_insert after insert on public.position_state
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_position_state();
+create trigger position_state_update after update on public.position_state
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_position_state();
+create trigger position_state_delete after delete on public.position_state
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_position_state();
+
+-- >>> sql/08_manifest.sql
+-- daily_aggregation_manifest: the producer's declaration that a portfolio-day is complete once it
+-- has expected_count positions. A change touches its day and the next declared day (whose BOD is
+-- this day's EOD). Deleting a manifest row removes that day's portfolio row.
+
+create function portfolio_timeseries_engine.manifest_changed(p_old_keys portfolio_timeseries_engine.touch[],
+  p_new_rows portfolio_timeseries_engine.touch[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_touches portfolio_timeseries_engine.touch[];
+begin
+  -- count_delta carries expected_count in p_new_rows. Keys that only appear in p_old_keys are now
+  -- undeclared.
+  with changed as (
+    select k.portfolio_id, k.date, null::integer as expected
+    from unnest(p_old_keys) k
+    where not exists (select 1 from unnest(p_new_rows) n where n.portfolio_id = k.portfolio_id and n.date = k.date)
+    union
+    select n.portfolio_id, n.date, n.count_delta from unnest(p_new_rows) n
+  ), next_declared as (
+    select c.portfolio_id, nx.aggregation_date as date
+    from changed c
+    cross join lateral (
+      select m.aggregation_date from public.daily_aggregation_manifest m
+      where m.portfolio_id = c.portfolio_id and m.aggregation_date > c.date
+      order by m.aggregation_date limit 1) nx
+  ), all_days as (
+    select c.portfolio_id, c.date, true as is_changed, c.expected from changed c
+    union all
+    select x.portfolio_id, x.date, false, null from next_declared x
+    where not exists (select 1 from changed c where c.portfolio_id = x.portfolio_id and c.date = x.date)
+  ), upserted as (
+    -- One statement locks every day this change needs, in key order; apply_touches then only
+    -- re-enters rows this transaction already holds.
+    insert into portfolio_timeseries_engine.portfolio_day as pd (portfolio_id, date, expected_count, dirty)
+    select d.portfolio_id, d.date, d.expected, true
+    from (select distinct on (portfolio_id, date) * from all_days order by portfolio_id, date, is_changed desc) d
+    order by d.portfolio_id, d.date
+    on conflict (portfolio_id, date) do update
+      set expected_count = case when excluded.dirty and (pd.portfolio_id, pd.date) in (select c.portfolio_id, c.date from changed c)
+                                then excluded.expected_count else pd.expected_count end
+    returning pd.portfolio_id, pd.date
+  )
+  select coalesce(array_agg(row(u.portfolio_id, null, u.date, 0)::portfolio_timeseries_engine.touch), '{}')
+    into v_touches
+  from upserted u;
+
+  delete from public.portfolio_timeseries pt
+  using unnest(p_old_keys) k
+  where pt.portfolio_id = k.portfolio_id and pt.date = k.date
+    and not exists (select 1 from public.daily_aggregation_manifest m
+                    where m.portfolio_id = k.portfolio_id and m.aggregation_date = k.date);
+
+  perform portfolio_timeseries_engine.apply_touches(v_touches);
+end;
+$$;
+
+create function portfolio_timeseries_engine.tg_manifest()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_old portfolio_timeseries_engine.touch[] := '{}';
+  v_new portfolio_timeseries_engine.touch[] := '{}';
+begin
+  if tg_op in ('UPDATE', 'DELETE') then
+    select coalesce(array_agg(row(o.portfolio_id, null, o.aggregation_date, o.expected_count)::portfolio_timeseries_engine.touch), '{}')
+      into v_old from old_rows o;
+  end if;
+  if tg_op in ('UPDATE', 'INSERT') then
+    select coalesce(array_agg(row(n.portfolio_id, null, n.aggregation_date, n.expected_count)::portfolio_timeseries_engine.touch), '{}')
+      into v_new from new_rows n;
+  end if;
+  perform portfolio_timeseries_engine.manifest_changed(v_old, v_new);
+  return null;
+end;
+$$;
+
+create trigger manifest_insert after insert on public.daily_aggregation_manifest
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_manifest();
+create trigger manifest_update after update on public.daily_aggregation_manifest
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_manifest();
+create trigger manifest_delete after delete on public.daily_aggregation_manifest
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_manifest();
+
+-- seal_portfolio_day: declare the day complete with the positions it has now. The day's counter
+-- row is read FOR UPDATE, so a snapshot write still in flight is either counted (it committed
+-- first) or waits and is then counted against the declared number.
+create function public.seal_portfolio_day(p_portfolio_id text, p_date date)
+returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_count integer;
+begin
+  insert into portfolio_timeseries_engine.portfolio_day (portfolio_id, date, position_count)
+  values (p_portfolio_id, p_date, 0)
+  on conflict do nothing;
+  select pd.position_count into v_count
+  from portfolio_timeseries_engine.portfolio_day pd
+  where pd.portfolio_id = p_portfolio_id and pd.date = p_date
+  for update;
+  insert into public.daily_aggregation_manifest as m (portfolio_id, aggregation_date, expected_count)
+  values (p_portfolio_id, p_date, v_count)
+  on conflict (portfolio_id, aggregation_date) do update set expected_count = excluded.expected_count;
+  return v_count;
+end;
+$$;
+comment on function public.seal_portfolio_day(text, date) is
+  'Declare (portfolio, date) complete with the positions that have an effective snapshot now; returns that count.';
+
+-- >>> sql/09_input_triggers.sql
+-- Cash flows, FX rates, instruments and portfolios. None of them changes a day's position count;
+-- each touches exactly the days whose outputs it can change (design section 4).
+
+-- A cash flow changes its position day (security flows) or only its portfolio day (NULL-security
+-- flows). There is no epoch filter on cash flows.
+create function portfolio_timeseries_engine.tg_cashflows()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_touches portfolio_timeseries_engine.touch[] := '{}';
+begin
+  if tg_op in ('UPDATE', 'DELETE') then
+    select v_touches || coalesce(array_agg(row(o.portfolio_id, o.security_id, o.cashflow_date, 0)::portfolio_timeseries_engine.touch), '{}')
+      into v_touches from old_rows o;
+  end if;
+  if tg_op in ('UPDATE', 'INSERT') then
+    select v_touches || coalesce(array_agg(row(n.portfolio_id, n.security_id, n.cashflow_date, 0)::portfolio_timeseries_engine.touch), '{}')
+      into v_touches from new_rows n;
+  end if;
+  perform portfolio_timeseries_engine.apply_touches(v_touches);
+  return null;
+end;
+$$;
+
+create trigger cashflows_insert after insert on public.cashflows
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_cashflows();
+create trigger cashflows_update after update on public.cashflows
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_cashflows();
+create trigger cashflows_delete after delete on public.cashflows
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_cashflows();
+
+-- An FX rate (from, to, d) is the as-of rate of every date from d until the pair's next rate. It
+-- changes the declared portfolio days in that range of portfolios whose base is `to` and that
+-- need `from` (an instrument of a position, or a NULL-security portfolio flow). Position rows are
+-- in local currency and are not touched.
+create type portfolio_timeseries_engine.fx_ref as (
+  from_currency text,
+  to_currency text,
+  rate_date date
+);
+
+create function portfolio_timeseries_engine.fx_changed(p_refs portfolio_timeseries_engine.fx_ref[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_touches portfolio_timeseries_engine.touch[];
+begin
+  with changed as (
+    select distinct r.from_currency, r.to_currency, r.rate_date from unnest(p_refs) r
+    where r.from_currency <> r.to_currency
+  ), ranges as (
+    select c.*, (select min(f.rate_date) from public.fx_rates f
+                 where f.from_currency = c.from_currency and f.to_currency = c.to_currency
+                   and f.rate_date > c.rate_date) as until
+    from changed c
+  )
+  select coalesce(array_agg(distinct row(pd.portfolio_id, null, pd.date, 0)::portfolio_timeseries_engine.touch), '{}')
+    into v_touches
+  from ranges r
+  join public.portfolios p on p.base_currency = r.to_currency
+  join portfolio_timeseries_engine.portfolio_day pd
+    on pd.portfolio_id = p.portfolio_id and pd.expected_count is not null
+   and pd.date >= r.rate_date and (r.until is null or pd.date < r.until)
+  where exists (
+      select 1 from portfolio_timeseries_engine.effective_snapshots s
+      join public.instruments i on i.security_id = s.security_id
+      where s.portfolio_id = pd.portfolio_id and s.date = pd.date and i.currency = r.from_currency)
+    or exists (
+      select 1 from public.cashflows c
+      where c.portfolio_id = pd.portfolio_id and c.cashflow_date = pd.date and c.security_id is null
+        and c.is_portfolio_flow and c.currency = r.from_currency);
+  perform portfolio_timeseries_engine.apply_touches(v_touches);
+end;
+$$;
+
+create function portfolio_timeseries_engine.tg_fx_rates()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_refs portfolio_timeseries_engine.fx_ref[] := '{}';
+begin
+  if tg_op in ('UPDATE', 'DELETE') then
+    select v_refs || coalesce(array_agg(row(o.from_currency, o.to_currency, o.rate_date)::portfolio_timeseries_engine.fx_ref), '{}')
+      into v_refs from old_rows o;
+  end if;
+  if tg_op in ('UPDATE', 'INSERT') then
+    select v_refs || coalesce(array_agg(row(n.from_currency, n.to_currency, n.rate_date)::portfolio_timeseries_engine.fx_ref), '{}')
+      into v_refs from new_rows n;
+  end if;
+  perform portfolio_timeseries_engine.fx_changed(v_refs);
+  return null;
+end;
+$$;
+
+create trigger fx_rates_insert after insert on public.fx_rates
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_fx_rates();
+create trigger fx_rates_update after update on public.fx_rates
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_fx_rates();
+create trigger fx_rates_delete after delete on public.fx_rates
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_fx_rates();
+
+-- An instrument's currency decides the FX its positions need and the currency its cash flows must
+-- have; an unknown instrument blocks its days. Inserting, deleting or re-currencying one touches
+-- every position day of that security (a name change touches nothing).
+create function portfolio_timeseries_engine.tg_instruments()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_securities text[] := '{}';
+  v_touches portfolio_timeseries_engine.touch[];
+begin
+  if tg_op = 'UPDATE' then
+    select coalesce(array_agg(distinct x.security_id), '{}') into v_securities
+    from (
+      select o.security_id from old_rows o
+      where not exists (select 1 from new_rows n where n.security_id = o.security_id and n.currency = o.currency)
+      union
+      select n.security_id from new_rows n
+      where not exists (select 1 from old_rows o where o.security_id = n.security_id and o.currency = n.currency)
+    ) x;
+  elsif tg_op = 'INSERT' then
+    select coalesce(array_agg(n.security_id), '{}') into v_securities from new_rows n;
+  else
+    select coalesce(array_agg(o.security_id), '{}') into v_securities from old_rows o;
+  end if;
+  if cardinality(v_securities) = 0 then
+    return null;
+  end if;
+
+  select coalesce(array_agg(row(x.portfolio_id, x.security_id, x.date, 0)::portfolio_timeseries_engine.touch), '{}')
+    into v_touches
+  from (
+    select s.portfolio_id, s.security_id, s.date
+    from portfolio_timeseries_engine.effective_snapshots s
+    where s.security_id = any(v_securities)
+    union
+    select c.portfolio_id, c.security_id, c.cashflow_date
+    from public.cashflows c
+    where c.security_id = any(v_securities)
+  ) x;
+  perform portfolio_timeseries_engine.apply_touches(v_touches);
+  return null;
+end;
+$$;
+
+create trigger instruments_insert after insert on public.instruments
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_instruments();
+create trigger instruments_update after update on public.instruments
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_instruments();
+create trigger instruments_delete after delete on public.instruments
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_instruments();
+
+-- A portfolio's base currency decides every conversion of its days; an unknown portfolio blocks
+-- them. Inserting, deleting or changing the base currency touches every declared day.
+create function portfolio_timeseries_engine.tg_portfolios()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_portfolios text[] := '{}';
+  v_touches portfolio_timeseries_engine.touch[];
+begin
+  if tg_op = 'UPDATE' then
+    select coalesce(array_agg(distinct x.portfolio_id), '{}') into v_portfolios
+    from (
+      select o.portfolio_id from old_rows o
+      where not exists (select 1 from new_rows n where n.portfolio_id = o.portfolio_id and n.base_currency = o.base_currency)
+      union
+      select n.portfolio_id from new_rows n
+      where not exists (select 1 from old_rows o where o.portfolio_id = n.portfolio_id and o.base_currency = n.base_currency)
+    ) x;
+  elsif tg_op = 'INSERT' then
+    select coalesce(array_agg(n.portfolio_id), '{}') into v_portfolios from new_rows n;
+  else
+    select coalesce(array_agg(o.portfolio_id), '{}') into v_portfolios from old_rows o;
+  end if;
+  if cardinality(v_portfolios) = 0 then
+    return null;
+  end if;
+
+  select coalesce(array_agg(row(pd.portfolio_id, null, pd.date, 0)::portfolio_timeseries_engine.touch), '{}')
+    into v_touches
+  from portfolio_timeseries_engine.portfolio_day pd
+  where pd.portfolio_id = any(v_portfolios) and pd.expected_count is not null;
+  perform portfolio_timeseries_engine.apply_touches(v_touches);
+  return null;
+end;
+$$;
+
+create trigger portfolios_insert after insert on public.portfolios
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_portfolios();
+create trigger portfolios_update after update on public.portfolios
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_portfolios();
+create trigger portfolios_delete after delete on public.portfolios
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_portfolios();
+
+-- >>> sql/10_block_reasons.sql
+-- Why a complete portfolio-day cannot be computed (design section 3, "Blocked, with a reason").
+-- Returns one row per blocked date with every reason, each naming the missing or bad item, so
+-- `status` can say exactly what to fix. A day with no row here is computable.
+create function portfolio_timeseries_engine.block_reasons(p_portfolio text, p_dates date[])
+returns table (date date, reason text)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  with days as (
+    select distinct d as date from unnest(p_dates) d
+  ), pf as (
+    select p.base_currency from public.portfolios p where p.portfolio_id = p_portfolio
+  ), pos as (
+    select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
+           i.currency as instrument_currency, i.security_id is not null as instrument_known
+    from days d
+    join portfolio_timeseries_engine.effective_snapshots s on s.portfolio_id = p_portfolio and s.date = d.date
+    left join public.instruments i on i.security_id = s.security_id
+  ), flows as (
+    select c.*
+    from days d
+    join public.cashflows c on c.portfolio_id = p_portfolio and c.cashflow_date = d.date
+  ), needed_fx as (
+    select distinct pos.date, pos.instrument_currency as currency from pos where pos.instrument_known
+    union
+    select f.cashflow_date, f.currency from flows f where f.security_id is null and f.is_portfolio_flow
+  ), reasons as (
+    select d.date, format('portfolio %s unknown', p_portfolio) as reason
+    from days d where not exists (select 1 from pf)
+    union all
+    select pd.date, format('%s positions exist but %s declared', pd.position_count, pd.expected_count)
+    from portfolio_timeseries_engine.portfolio_day pd join days d on d.date = pd.date
+    where pd.portfolio_id = p_portfolio and pd.position_count > pd.expected_count
+    union all
+    select pos.date, format('instrument %s unknown', pos.security_id)
+    from pos where not pos.instrument_known
+    union all
+    select pos.date, format('snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, pos.date, pos.epoch,
+      portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local))
+    from pos
+    where portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local) is not null
+    union all
+    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch,
+      portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local))
+    from pos
+    cross join lateral (
+      select s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local
+      from portfolio_timeseries_engine.effective_snapshots s
+      where s.portfolio_id = p_portfolio and s.security_id = pos.security_id and s.date < pos.date
+      order by s.date desc limit 1) b
+    where portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local) is not null
+    union all
+    select f.cashflow_date, format('cash flow %s names security %s, which has no position on %s',
+      f.transaction_id, f.security_id, f.cashflow_date)
+    from flows f
+    where f.security_id is not null
+      and not exists (select 1 from pos where pos.security_id = f.security_id and pos.date = f.cashflow_date)
+    union all
+    select f.cashflow_date, format('cash flow %s currency %s differs from instrument %s currency %s',
+      f.transaction_id, f.currency, f.security_id, pos.instrument_currency)
+    from flows f
+    join pos on pos.security_id = f.security_id and pos.date = f.cashflow_date
+    where pos.instrument_known and f.currency <> pos.instrument_currency
+    union all
+    select n.date, format('FX rate %s->%s missing on or before %s', n.currency, pf.base_currency, n.date)
+    from needed_fx n cross join pf
+    where n.currency <> pf.base_currency
+      and not exists (select 1 from public.fx_rates r
+                      where r.from_currency = n.currency and r.to_currency = pf.base_currency and r.rate_date <= n.date)
+  )
+  select r.date, string_agg(distinct r.reason, '; ') from reasons r group by r.date
+$$;
+
+-- >>> sql/11_compute.sql
+-- The job: compute every ready dirty day of one portfolio, in date order, set-based.
+--
+-- "Ready" means declared, complete (position_count = expected_count), not blocked, and every
+-- earlier declared day current. The run takes the dirty declared days from the first one up to
+-- (not including) the first that is not ready, builds their position rows and portfolio rows in
+-- a handful of statements, and records why it stopped. Stage 2 BOD is the previous declared
+-- day's EOD, which for a day in the same run is that day's new EOD (EOD never depends on BOD, so
+-- the whole run is one pass). A changed EOD updates the next declared day's BOD and stops there:
+-- that day's own EOD cannot change because of it (the cascade's early cutoff).
+create function portfolio_timeseries_engine.compute_portfolio(p_portfolio text)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_first date;
+  v_prev date;
+  v_incomplete record;
+  v_stop date;
+  v_stop_reason text;
+  v_days date[];
+  v_base text;
+  v_claimed portfolio_timeseries_engine.touch[];
+  v_changed date[];
+  v_positions integer := 0;
+  v_bod_updates integer := 0;
+  v_missing record;
+begin
+  -- Two keyed jobs of one portfolio can run at once (a running job is de-keyed, not replaced):
+  -- they take turns here.
+  perform pg_advisory_xact_lock(hashtextextended('portfolio_timeseries:' || p_portfolio, 0));
+
+  -- Lock the day rows from the previous declared day of the first dirty one onwards. Writers
+  -- update these rows for every change, so from here until commit nothing that affects the run
+  -- can commit underneath it; a writer that waits here commits afterwards and re-enqueues.
+  loop
+    select min(pd.date) into v_first
+    from portfolio_timeseries_engine.portfolio_day pd
+    where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null;
+    if v_first is null then
+      return jsonb_build_object('portfolio_id', p_portfolio, 'portfolio_days', 0, 'position_days', 0, 'bod_updates', 0);
+    end if;
+    select max(pd.date) into v_prev
+    from portfolio_timeseries_engine.portfolio_day pd
+    where pd.portfolio_id = p_portfolio and pd.expected_count is not null and pd.date < v_first;
+    perform 1
+    from portfolio_timeseries_engine.portfolio_day pd
+    where pd.portfolio_id = p_portfolio and pd.date >= coalesce(v_prev, v_first)
+    order by pd.date
+    for update;
+    exit when not exists (
+      select 1 from portfolio_timeseries_engine.portfolio_day pd
+      where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null and pd.date < v_first);
+  end loop;
+
+  select p.base_currency into v_base from public.portfolios p where p.portfolio_id = p_portfolio;
+
+  -- Where the run stops: the first dirty declared day that is incomplete or blocked.
+  select pd.date, pd.position_count, pd.expected_count into v_incomplete
+  from portfolio_timeseries_engine.portfolio_day pd
+  where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null
+    and pd.position_count <> pd.expected_count
+  order by pd.date limit 1;
+
+  select b.date, b.reason into v_stop, v_stop_reason
+  from portfolio_timeseries_engine.block_reasons(p_portfolio, array(
+    select pd.date from portfolio_timeseries_engine.portfolio_day pd
+    where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null
+      and pd.date < coalesce(v_incomplete.date, 'infinity'))) b
+  order by b.date limit 1;
+
+  if v_stop is null and v_incomplete.date is not null then
+    v_stop := v_incomplete.date;
+    if v_incomplete.position_count > v_incomplete.expected_count then
+      v_stop_reason := format('%s positions exist but %s declared', v_incomplete.position_count, v_incomplete.expected_count);
+    end if;
+  end if;
+
+  v_days := array(
+    select pd.date from portfolio_timeseries_engine.portfolio_day pd
+    where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null
+      and pd.date < coalesce(v_stop, 'infinity')
+    order by pd.date);
+
+  if cardinality(v_days) > 0 then
+    -- Stage 1 for the claimed dirty position days of the run.
+    with claimed as (
+      delete from portfolio_timeseries_engine.dirty_position dp
+      where dp.portfolio_id = p_portfolio and dp.date = any(v_days)
+      returning dp.security_id, dp.date
+    )
+    select coalesce(array_agg(row(p_portfolio, c.security_id, c.date, 0)::portfolio_timeseries_engine.touch), '{}')
+      into v_claimed
+    from claimed c;
+
+    insert into public.position_timeseries as pt (
+      portfolio_id, security_id, date, epoch, bod_market_value,
+      bod_cashflow_position, eod_cashflow_position, bod_cashflow_portfolio, eod_cashflow_portfolio,
+      eod_market_value, fees, quantity, cost)
+    select p_portfolio, c.security_id, c.date, s.epoch, coalesce(b.market_value_local, 0),
+      coalesce(f.bod_position, 0), coalesce(f.eod_position, 0),
+      coalesce(f.bod_portfolio, 0), coalesce(f.eod_portfolio, 0),
+      s.market_value_local, coalesce(f.fees, 0), s.quantity,
+      case when s.quantity = 0 or s.cost_basis_local is null then 0
+           else round(s.cost_basis_local::numeric(60, 30) / s.quantity, 10) end
+    from unnest(v_claimed) c
+    join portfolio_timeseries_engine.effective_snapshots s
+      on s.portfolio_id = p_portfolio and s.security_id = c.security_id and s.date = c.date
+    left join lateral (
+      select e.market_value_local
+      from portfolio_timeseries_engine.effective_snapshots e
+      where e.portfolio_id = p_portfolio and e.security_id = c.security_id and e.date < c.date
+      order by e.date desc limit 1) b on true
+    left join lateral (
+      select
+        sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'BOD') as bod_position,
+        sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'EOD') as eod_position,
+        sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'BOD') as bod_portfolio,
+        sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'EOD') as eod_portfolio,
+        sum(abs(cf.amount)) filter (where cf.is_portfolio_flow and cf.classification = 'EXPENSE') as fees
+      from public.cashflows cf
+      where cf.portfolio_id = p_portfolio and cf.security_id = c.security_id and cf.cashflow_date = c.date) f on true
+    on conflict (portfolio_id, security_id, date) do update set
+      epoch = excluded.epoch,
+      bod_market_value = excluded.bod_market_value,
+      bod_cashflow_position = excluded.bod_cashflow_position,
+      eod_cashflow_position = excluded.eod_cashflow_position,
+      bod_cashflow_portfolio = excluded.bod_cashflow_portfolio,
+      eod_cashflow_portfolio = excluded.eod_cashflow_portfolio,
+      eod_market_value = excluded.eod_market_value,
+      fees = excluded.fees,
+      quantity = excluded.quantity,
+      cost = excluded.cost,
+      updated_at = now();
+    get diagnostics v_positions = row_count;
+
+    delete from public.position_timeseries pt
+    using unnest(v_claimed) c
+    where pt.portfolio_id = p_portfolio and pt.security_id = c.security_id and pt.date = c.date
+      and not exists (select 1 from portfolio_timeseries_engine.effective_snapshots s
+                      where s.portfolio_id = p_portfolio and s.security_id = c.security_id and s.date = c.date);
+
+    -- Every position of the run's days has a current row now; a missing one is an engine bug and
+    -- must not turn into a portfolio row built from part of its day.
+    select s.date, s.security_id into v_missing
+    from portfolio_timeseries_engine.effective_snapshots s
+    where s.portfolio_id = p_portfolio and s.date = any(v_days)
+      and not exists (select 1 from public.position_timeseries pt
+                      where pt.portfolio_id = p_portfolio and pt.security_id = s.security_id and pt.date = s.date)
+    limit 1;
+    if found then
+      raise exception 'internal: no position row for (portfolio %, security %, %) while computing its day',
+        p_portfolio, v_missing.security_id, v_missing.date;
+    end if;
+
+    -- Stage 2 for every day of the run.
+    with days as (
+      select unnest(v_days) as date
+    ), positions as (
+      select s.date, count(*)::integer as n, sum(s.market_value) as eod, max(s.epoch) as epoch,
+        sum(pt.bod_cashflow_portfolio * r.rate) as bod_cashflow,
+        sum(pt.eod_cashflow_portfolio * r.rate) as eod_cashflow,
+        sum(pt.fees * r.rate) as fees
+      from days d
+      join portfolio_timeseries_engine.effective_snapshots s on s.portfolio_id = p_portfolio and s.date = d.date
+      join public.instruments i on i.security_id = s.security_id
+      join public.position_timeseries pt
+        on pt.portfolio_id = p_portfolio and pt.security_id = s.security_id and pt.date = s.date
+      cross join lateral (
+        select case when i.currency = v_base then 1::numeric else (
+          select x.rate from public.fx_rates x
+          where x.from_currency = i.currency and x.to_currency = v_base and x.rate_date <= s.date
+          order by x.rate_date desc limit 1) end as rate) r
+      group by s.date
+    ), portfolio_flows as (
+      select c.cashflow_date as date,
+        sum(c.amount * r.rate) filter (where c.timing = 'BOD') as bod_cashflow,
+        sum(c.amount * r.rate) filter (where c.timing = 'EOD') as eod_cashflow,
+        sum(abs(c.amount) * r.rate) filter (where c.classification = 'EXPENSE') as fees
+      from days d
+      join public.cashflows c
+        on c.portfolio_id = p_portfolio and c.cashflow_date = d.date and c.security_id is null and c.is_portfolio_flow
+      cross join lateral (
+        select case when c.currency = v_base then 1::numeric else (
+          select x.rate from public.fx_rates x
+          where x.from_currency = c.currency and x.to_currency = v_base and x.rate_date <= c.cashflow_date
+          order by x.rate_date desc limit 1) end as rate) r
+      group by c.cashflow_date
+    ), vals as (
+      select d.date,
+        coalesce(p.n, 0) as n,
+        coalesce(p.epoch, 0) as epoch,
+        coalesce(p.eod, 0) as eod,
+        coalesce(p.bod_cashflow, 0) + coalesce(f.bod_cashflow, 0) as bod_cashflow,
+        coalesce(p.eod_cashflow, 0) + coalesce(f.eod_cashflow, 0) as eod_cashflow,
+        coalesce(p.fees, 0) + coalesce(f.fees, 0) as fees,
+        (select max(m.date) from portfolio_timeseries_engine.portfolio_day m
+         where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date < d.date) as prev_date
+      from days d
+      left join positions p on p.date = d.date
+      left join portfolio_flows f on f.date = d.date
+    ), old as (
+      select pt.date, pt.eod_market_value
+      from public.portfolio_timeseries pt
+      where pt.portfolio_id = p_portfolio and pt.date = any(v_days)
+    ), upserted as (
+      insert into public.portfolio_timeseries as pt (
+        portfolio_id, date, epoch, bod_market_value, bod_cashflow, eod_cashflow, eod_market_value, fees, position_count)
+      select p_portfolio, v.date, v.epoch,
+        round(case
+          when v.prev_date is null then 0
+          when v.prev_date = any(v_days) then (select v2.eod from vals v2 where v2.date = v.prev_date)
+          else (select pp.eod_market_value from public.portfolio_timeseries pp
+                where pp.portfolio_id = p_portfolio and pp.date = v.prev_date)
+        end, 10),
+        round(v.bod_cashflow, 10), round(v.eod_cashflow, 10), round(v.eod, 10), round(v.fees, 10), v.n
+      from vals v
+      on conflict (portfolio_id, date) do update set
+        epoch = excluded.epoch,
+        bod_market_value = excluded.bod_market_value,
+        bod_cashflow = excluded.bod_cashflow,
+        eod_cashflow = excluded.eod_cashflow,
+        eod_market_value = excluded.eod_market_value,
+        fees = excluded.fees,
+        position_count = excluded.position_count,
+        updated_at = now()
+      returning pt.date, pt.eod_market_value
+    )
+    select coalesce(array_agg(u.date order by u.date), '{}') into v_changed
+    from upserted u left join old o on o.date = u.date
+    where o.eod_market_value is distinct from u.eod_market_value;
+
+    -- Cascade with early cutoff: the next declared day of a changed day, when it is current and
+    -- outside the run, takes the new EOD as its BOD; nothing beyond it changes.
+    with nxt as (
+      select c.date as changed_date,
+        (select min(m.date) from portfolio_timeseries_engine.portfolio_day m
+         where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date > c.date) as next_date
+      from unnest(v_changed) c(date)
+    ), fixed as (
+      update public.portfolio_timeseries pt
+      set bod_market_value = src.eod_market_value, updated_at = now()
+      from nxt
+      join public.portfolio_timeseries src on src.portfolio_id = p_portfolio and src.date = nxt.changed_date
+      where pt.portfolio_id = p_portfolio and pt.date = nxt.next_date
+        and not (nxt.next_date = any(v_days))
+        and nxt.next_date < coalesce(v_stop, 'infinity')
+        and pt.bod_market_value is distinct from src.eod_market_value
+      returning pt.date
+    )
+    select count(*) into v_bod_updates from fixed;
+
+    update portfolio_timeseries_engine.portfolio_day pd
+    set dirty = false, blocked_reason = null, computed_count = pd.computed_count + 1, computed_at = now()
+    where pd.portfolio_id = p_portfolio and pd.date = any(v_days);
+  end if;
+
+  if v_stop is not null then
+    update portfolio_timeseries_engine.portfolio_day pd
+    set blocked_reason = v_stop_reason
+    where pd.portfolio_id = p_portfolio and pd.date = v_stop
+      and pd.blocked_reason is distinct from v_stop_reason;
+  end if;
+
+  insert into portfolio_timeseries_engine.work_counter as w (portfolio_id, jobs, portfolio_days, position_days, bod_updates)
+  values (p_portfolio, 1, cardinality(v_days), v_positions, v_bod_updates)
+  on conflict (portfolio_id) do update set
+    jobs = w.jobs + 1,
+    portfolio_days = w.portfolio_days + excluded.portfolio_days,
+    position_days = w.position_days + excluded.position_days,
+    bod_updates = w.bod_updates + excluded.bod_updates;
+
+  return jsonb_build_object(
+    'portfolio_id', p_portfolio,
+    'portfolio_days', cardinality(v_days),
+    'position_days', v_positions,
+    'bod_updates', v_bod_updates,
+    'stopped_at', v_stop,
+    'stop_reason', v_stop_reason);
+end;
+$$;
+
+-- >>> sql/12_status_sweep.sql
+-- Status of every portfolio-day (design section 5) and the sweep that re-enqueues ready work.
+
+-- States, in the order they are decided:
+--   undeclared            snapshots but no manifest row
+--   waiting               fewer positions than declared ("k of n")
+--   blocked               more positions than declared, or the last run stopped here and said why
+--   current               the row is up to date
+--   waiting_previous_day  an earlier declared day is not current (its date and state are named)
+--   queued                ready, not computed yet
+create function portfolio_timeseries_engine.status(p_portfolio text default null)
+returns table (portfolio_id text, date date, state text, detail text, has_row boolean)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  with days as (
+    select pd.*,
+      min(pd.date) filter (where pd.dirty and pd.expected_count is not null)
+        over (partition by pd.portfolio_id order by pd.date rows between unbounded preceding and 1 preceding)
+        as first_not_current_before
+    from portfolio_timeseries_engine.portfolio_day pd
+    where (p_portfolio is null or pd.portfolio_id = p_portfolio)
+  ), decided as (
+    select d.portfolio_id, d.date,
+      case
+        when d.expected_count is null then 'undeclared'
+        when d.position_count < d.expected_count then 'waiting'
+        when d.position_count > d.expected_count then 'blocked'
+        when not d.dirty then 'current'
+        when d.first_not_current_before is not null then 'waiting_previous_day'
+        when d.blocked_reason is not null then 'blocked'
+        else 'queued'
+      end as state,
+      d.position_count, d.expected_count, d.blocked_reason, d.first_not_current_before
+    from days d
+    where d.expected_count is not null or d.position_count > 0
+  )
+  select x.portfolio_id, x.date, x.state,
+    case x.state
+      when 'undeclared' then format('%s positions, no manifest row', x.position_count)
+      when 'waiting' then format('%s of %s', x.position_count, x.expected_count)
+      when 'blocked' then coalesce(x.blocked_reason,
+        format('%s positions exist but %s declared', x.position_count, x.expected_count))
+      when 'waiting_previous_day' then format('waiting for %s', x.first_not_current_before)
+      when 'queued' then 'ready, not computed yet'
+      else null
+    end as detail,
+    exists (select 1 from public.portfolio_timeseries pt
+            where pt.portfolio_id = x.portfolio_id and pt.date = x.date) as has_row
+  from decided x
+  order by x.portfolio_id, x.date
+$$;
+
+-- Safety net (run by the crontab task and at worker start): enqueue every portfolio whose first
+-- dirty declared day is complete and not known to be blocked. It covers jobs lost with a killed
+-- worker (graphile-worker would otherwise leave them locked for 4 hours) and anything an
+-- enqueue could have missed. Blocked days are not re-enqueued: the change that unblocks them
+-- touches them and enqueues then.
+create function portfolio_timeseries_engine.sweep()
+returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_portfolios text[];
+begin
+  select coalesce(array_agg(f.portfolio_id order by f.portfolio_id), '{}') into v_portfolios
+  from (
+    select distinct on (pd.portfolio_id) pd.portfolio_id, pd.position_count, pd.expected_count, pd.blocked_reason
+    from portfolio_timeseries_engine.portfolio_day pd
+    where pd.dirty and pd.expected_count is not null
+    order by pd.portfolio_id, pd.date
+  ) f
+  where f.position_count = f.expected_count and f.blocked_reason is null;
+  perform portfolio_timeseries_engine.enqueue(v_portfolios);
+  return cardinality(v_portfolios);
+end;
+$$;

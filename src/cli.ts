@@ -1,0 +1,108 @@
+// portfolio-timeseries CLI: migrate | worker [--once] [--concurrency N] | status [--portfolio P] [--json]
+import { parseArgs } from 'node:util';
+import { connect } from './db.js';
+import { migrate } from './migrate.js';
+import { readStatus } from './status.js';
+import { runWorker, runWorkerOnce } from './worker.js';
+
+const USAGE = `usage: portfolio-timeseries <command> [options]   (connection: DATABASE_URL)
+
+  migrate                               apply graphile-worker's schema and the committed migrations
+  worker [--once] [--concurrency N]     run jobs until SIGTERM/SIGINT; --once: until no job is runnable
+         [--verbose]
+  status [--portfolio P] [--json]       state of every portfolio-day
+`;
+
+class UsageError extends Error {}
+
+function positiveInt(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a whole number >= 1, got ${value}`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'migrate': {
+      parseArgs({ args: rest, options: {}, strict: true });
+      await migrate();
+      console.log('migrations applied');
+      return 0;
+    }
+    case 'worker': {
+      const { values } = parseArgs({
+        args: rest,
+        strict: true,
+        options: {
+          once: { type: 'boolean', default: false },
+          concurrency: { type: 'string' },
+          verbose: { type: 'boolean', default: false },
+        },
+      });
+      const options = { concurrency: positiveInt(values.concurrency, '--concurrency'), verbose: values.verbose };
+      if (values.once) {
+        await runWorkerOnce(options);
+        return 0;
+      }
+      const runner = await runWorker(options);
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        console.error(`[portfolio-timeseries worker] ${signal}: finishing running jobs, then exiting`);
+        void runner.stop();
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      await runner.promise;
+      return 0;
+    }
+    case 'status': {
+      const { values } = parseArgs({
+        args: rest,
+        strict: true,
+        options: { portfolio: { type: 'string' }, json: { type: 'boolean', default: false } },
+      });
+      const sql = connect(undefined, { max: 1 });
+      try {
+        const rows = await readStatus(sql, values.portfolio === undefined ? {} : { portfolioId: values.portfolio });
+        if (values.json) {
+          console.log(JSON.stringify(rows, null, 2));
+        } else if (rows.length === 0) {
+          console.log('no portfolio-days');
+        } else {
+          for (const r of rows) {
+            console.log(
+              [r.portfolio_id, r.date, r.state.padEnd(20), r.has_row ? 'row' : 'no row', r.detail ?? ''].join('  ').trimEnd(),
+            );
+          }
+        }
+      } finally {
+        await sql.end();
+      }
+      return 0;
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof UsageError || (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      console.error(`portfolio-timeseries: ${(error as Error).message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    console.error(`portfolio-timeseries: ${(error as Error).message ?? String(error)}`);
+    process.exit(1);
+  },
+);

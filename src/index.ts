@@ -1,0 +1,10 @@
+// portfolio-timeseries: the library surface (design section 5).
+export { Decimal } from './decimal.js';
+export { connect, type Sql } from './db.js';
+export { migrate, migrationsFolder } from './migrate.js';
+export { taskList, crontab, COMPUTE_TASK, SWEEP_TASK } from './tasks.js';
+export { runWorker, runWorkerOnce, sweep } from './worker.js';
+export { declarePortfolioDay, sealPortfolioDay } from './manifest.js';
+export { readPortfolioTimeseries, readPositionTimeseries } from './readers.js';
+export { readStatus } from './status.js';
+export type * from './types.js';

@@ -1,0 +1,16 @@
+// Apply graphile-worker's schema, then this package's committed migrations (graphile-migrate).
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { migrate as graphileMigrate } from 'graphile-migrate';
+import { Logger, runMigrations } from 'graphile-worker';
+import { connectionStringFromEnv } from './db.js';
+
+/** The package's migrations folder (works from src/ under tsx and from dist/). */
+export const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
+
+export async function migrate(connectionString?: string): Promise<void> {
+  const url = connectionStringFromEnv(connectionString);
+  // The engine's SQL calls graphile_worker.add_jobs, so the worker schema goes in first.
+  await runMigrations({ connectionString: url, logger: new Logger(() => () => {}) });
+  await graphileMigrate({ connectionString: url, migrationsFolder }, false, false);
+}
