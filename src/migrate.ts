@@ -2,6 +2,9 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { migrate as graphileMigrate } from 'graphile-migrate';
+// graphile-migrate keeps its pg pool open for 200 ms after use and exits the process if that
+// pool's connection is terminated meanwhile; a library must release it before returning.
+import { clearAllPools } from 'graphile-migrate/dist/pgReal.js';
 import { Logger, runMigrations } from 'graphile-worker';
 import { connectionStringFromEnv } from './db.js';
 
@@ -12,5 +15,9 @@ export async function migrate(connectionString?: string): Promise<void> {
   const url = connectionStringFromEnv(connectionString);
   // The engine's SQL calls graphile_worker.add_jobs, so the worker schema goes in first.
   await runMigrations({ connectionString: url, logger: new Logger(() => () => {}) });
-  await graphileMigrate({ connectionString: url, migrationsFolder }, false, false);
+  try {
+    await graphileMigrate({ connectionString: url, migrationsFolder }, false, false);
+  } finally {
+    clearAllPools();
+  }
 }
