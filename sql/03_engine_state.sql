@@ -5,7 +5,9 @@
 --   position_count  how many securities have an effective snapshot that day. Kept as a counter
 --                   (incremented under the row lock by every trigger) rather than recounted: a
 --                   recount inside two concurrent READ COMMITTED transactions can miss the flip
---                   to complete, a counter cannot.
+--                   to complete, a counter cannot. No CHECK (>= 0) here: PostgreSQL checks the
+--                   proposed row of an INSERT ... ON CONFLICT before it finds the conflict, so a
+--                   negative delta would be refused; apply_touches checks the result instead.
 --   expected_count  copy of daily_aggregation_manifest.expected_count; NULL = undeclared.
 --   dirty           the day's portfolio row is not current (inputs changed since it was built).
 --   blocked_reason  why the last job could not build the day; cleared by any change to the day.
@@ -15,7 +17,7 @@
 create table portfolio_timeseries_engine.portfolio_day (
   portfolio_id text not null,
   date date not null,
-  position_count integer not null default 0 check (position_count >= 0),
+  position_count integer not null default 0,
   expected_count integer,
   dirty boolean not null default true,
   blocked_reason text,

@@ -41,6 +41,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_ready text[];
+  v_negative text;
 begin
   if coalesce(cardinality(p_touches), 0) = 0 then
     return;
@@ -60,11 +61,15 @@ begin
       set position_count = pd.position_count + excluded.position_count,
           dirty = true,
           blocked_reason = null
-    returning pd.portfolio_id, pd.expected_count, pd.position_count
+    returning pd.portfolio_id, pd.date, pd.expected_count, pd.position_count
   )
-  select array_agg(distinct b.portfolio_id) into v_ready
-  from bumped b
-  where b.expected_count is not null and b.position_count = b.expected_count;
+  select array_agg(distinct b.portfolio_id) filter (where b.expected_count is not null and b.position_count = b.expected_count),
+         (array_agg(row(b.portfolio_id, b.date, b.position_count)::text) filter (where b.position_count < 0))[1]
+    into v_ready, v_negative
+  from bumped b;
+  if v_negative is not null then
+    raise exception 'internal: position count below zero for (portfolio, date, count) %', v_negative;
+  end if;
 
   insert into portfolio_timeseries_engine.dirty_position (portfolio_id, date, security_id)
   select distinct t.portfolio_id, t.date, t.security_id

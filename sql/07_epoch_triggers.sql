@@ -92,7 +92,9 @@ begin
   insert into portfolio_timeseries_engine.epoch_start (portfolio_id, security_id, epoch, start_date)
   select r.portfolio_id, r.security_id, r.epoch, r.start_date from pg_temp.pt_raised r;
 
-  perform portfolio_timeseries_engine.apply_touches(v_touches, true);
+  -- No snapshot was deleted: position rows whose snapshot stopped being effective stay as the
+  -- last complete rows until their day is recomputed (the job removes them then).
+  perform portfolio_timeseries_engine.apply_touches(v_touches, false);
   return null;
 end;
 $$;

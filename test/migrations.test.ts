@@ -64,8 +64,8 @@ t.test('migrate applies to an empty database and is idempotent', async (t) => {
       'cashflows', 'daily_aggregation_manifest', 'daily_position_snapshots', 'fx_rates', 'instruments',
       'portfolio_timeseries', 'portfolios', 'position_state', 'position_timeseries',
     ]);
-    const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from graphile_migrate.migrations`;
-    t.ok(n >= 1, 'graphile-migrate recorded the committed migrations');
+    const [row] = await sql<{ n: number }[]>`select count(*)::int as n from graphile_migrate.migrations`;
+    t.ok(row!.n >= 1, 'graphile-migrate recorded the committed migrations');
     const [worker] = await sql<{ exists: boolean }[]>`
       select exists (select 1 from pg_proc p join pg_namespace s on s.oid = p.pronamespace
                      where s.nspname = 'graphile_worker' and p.proname = 'add_jobs') as exists`;

@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:e0e9432215005d00c945474be3a2aa8c426b8f6b
+--! Hash: sha1:16b540666ba5b25c4dd180b2a9470fb8c4ef5fac
 --! Message: engine: contract tables, readiness counters, triggers, compute job, status
 
 -- >>> sql/00_schema.sql
@@ -196,7 +196,9 @@ create table public.portfolio_timeseries (
 --   position_count  how many securities have an effective snapshot that day. Kept as a counter
 --                   (incremented under the row lock by every trigger) rather than recounted: a
 --                   recount inside two concurrent READ COMMITTED transactions can miss the flip
---                   to complete, a counter cannot.
+--                   to complete, a counter cannot. No CHECK (>= 0) here: PostgreSQL checks the
+--                   proposed row of an INSERT ... ON CONFLICT before it finds the conflict, so a
+--                   negative delta would be refused; apply_touches checks the result instead.
 --   expected_count  copy of daily_aggregation_manifest.expected_count; NULL = undeclared.
 --   dirty           the day's portfolio row is not current (inputs changed since it was built).
 --   blocked_reason  why the last job could not build the day; cleared by any change to the day.
@@ -206,7 +208,7 @@ create table public.portfolio_timeseries (
 create table portfolio_timeseries_engine.portfolio_day (
   portfolio_id text not null,
   date date not null,
-  position_count integer not null default 0 check (position_count >= 0),
+  position_count integer not null default 0,
   expected_count integer,
   dirty boolean not null default true,
   blocked_reason text,
@@ -354,6 +356,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_ready text[];
+  v_negative text;
 begin
   if coalesce(cardinality(p_touches), 0) = 0 then
     return;
@@ -373,11 +376,15 @@ begin
       set position_count = pd.position_count + excluded.position_count,
           dirty = true,
           blocked_reason = null
-    returning pd.portfolio_id, pd.expected_count, pd.position_count
+    returning pd.portfolio_id, pd.date, pd.expected_count, pd.position_count
   )
-  select array_agg(distinct b.portfolio_id) into v_ready
-  from bumped b
-  where b.expected_count is not null and b.position_count = b.expected_count;
+  select array_agg(distinct b.portfolio_id) filter (where b.expected_count is not null and b.position_count = b.expected_count),
+         (array_agg(row(b.portfolio_id, b.date, b.position_count)::text) filter (where b.position_count < 0))[1]
+    into v_ready, v_negative
+  from bumped b;
+  if v_negative is not null then
+    raise exception 'internal: position count below zero for (portfolio, date, count) %', v_negative;
+  end if;
 
   insert into portfolio_timeseries_engine.dirty_position (portfolio_id, date, security_id)
   select distinct t.portfolio_id, t.date, t.security_id
@@ -621,7 +628,9 @@ begin
   insert into portfolio_timeseries_engine.epoch_start (portfolio_id, security_id, epoch, start_date)
   select r.portfolio_id, r.security_id, r.epoch, r.start_date from pg_temp.pt_raised r;
 
-  perform portfolio_timeseries_engine.apply_touches(v_touches, true);
+  -- No snapshot was deleted: position rows whose snapshot stopped being effective stay as the
+  -- last complete rows until their day is recomputed (the job removes them then).
+  perform portfolio_timeseries_engine.apply_touches(v_touches, false);
   return null;
 end;
 $$;
