@@ -38,8 +38,9 @@ create table portfolio_timeseries_engine.dirty_position (
 );
 
 -- One row per (portfolio, security) the engine has seen. current_epoch mirrors position_state;
--- the row lock orders snapshot writers (FOR SHARE) against epoch changes (UPDATE) of the same key,
--- so that "is this snapshot effective?" and the counters never disagree. It exists even when
+-- the row lock serialises every writer of the key (snapshot triggers lock it, epoch changes update
+-- it), so that "is this snapshot effective?", the counters and "which day is the key's next
+-- position day" never depend on another transaction's uncommitted rows. It exists even when
 -- position_state has no row (epoch 0), which position_state itself cannot provide.
 create table portfolio_timeseries_engine.position_key (
   portfolio_id text not null,

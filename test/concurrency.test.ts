@@ -195,6 +195,48 @@ t.test('(b) concurrent writers in READ COMMITTED: exact readiness count, current
 });
 
 // ---------------------------------------------------------------------------------------------
+t.test('(b) two writers of one key: the next day\'s BOD sees a snapshot inserted concurrently on an undeclared day', async (t) => {
+  // Found by the randomised test (seed 13): writer A inserts 01-02 (no manifest) and stays open,
+  // writer B inserts 01-03 and commits, the day is computed, A commits. With a shared key lock
+  // neither trigger saw the other's row and 01-03 kept the BOD of 01-01 for good.
+  const db = await freshDatabase(t);
+  const { sql } = db;
+  const a = db.connect(1);
+  const b = db.connect(1);
+  await insertPortfolio(sql, 'P', 'USD');
+  await insertInstrument(sql, 'S', 'USD');
+  const snap = (q: Sql, date: string, v: number) => insertSnapshot(q, { portfolio_id: 'P', security_id: 'S', date,
+    quantity: 1, cost_basis_local: v, market_value_local: v, market_value: v });
+  await snap(sql, '2025-01-01', 10);
+  await declare(sql, 'P', '2025-01-01', 1);
+  await declare(sql, 'P', '2025-01-03', 1);
+
+  const inserted = deferred();
+  const release = deferred();
+  const txA = a.begin(async (tx) => {
+    await snap(tx as unknown as Sql, '2025-01-02', 20);
+    inserted.resolve();
+    await release.promise;
+  });
+  await inserted.promise;
+  const bInsert = snap(b, '2025-01-03', 30);
+  const waited = await Promise.race([bInsert.then(() => false), sleep(1000).then(() => true)]);
+  t.ok(waited, 'the second writer of the key waits for the first to commit');
+  await runWorkerOnce({ connectionString: db.url });
+  const [open] = await sql<{ n: number }[]>`select count(*)::int as n from position_timeseries where date = '2025-01-03'`;
+  t.equal(open!.n, 0, 'the 01-03 day is not built while its snapshot is uncommitted');
+  release.resolve();
+  await txA;
+  await bInsert;
+  await runWorkerOnce({ connectionString: db.url });
+  const rows = await sql<{ date: string; bod: string }[]>`
+    select date::text, bod_market_value::text as bod from position_timeseries order by date`;
+  t.same(rows.map((r) => [r.date, normalise({ v: r.bod }).v]), [['2025-01-01', '0'], ['2025-01-03', '20']],
+    '01-03 takes its BOD from the concurrently inserted 01-02 snapshot');
+  t.same(normalise((await portfolioRows(sql, 'P'))[1]!), prow('2025-01-03', { bod_market_value: '10', eod_market_value: '30' }),
+    'the portfolio BOD is the previous declared day (01-01)');
+});
+
 t.test('(c) crash safety: a SIGKILLed CLI worker, then a new one, converges', async (t) => {
   const db = await freshDatabase(t);
   const { sql } = db;

@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:16b540666ba5b25c4dd180b2a9470fb8c4ef5fac
+--! Hash: sha1:96626cc90bbc936d2af580739c13b34314541b77
 --! Message: engine: contract tables, readiness counters, triggers, compute job, status
 
 -- >>> sql/00_schema.sql
@@ -229,8 +229,9 @@ create table portfolio_timeseries_engine.dirty_position (
 );
 
 -- One row per (portfolio, security) the engine has seen. current_epoch mirrors position_state;
--- the row lock orders snapshot writers (FOR SHARE) against epoch changes (UPDATE) of the same key,
--- so that "is this snapshot effective?" and the counters never disagree. It exists even when
+-- the row lock serialises every writer of the key (snapshot triggers lock it, epoch changes update
+-- it), so that "is this snapshot effective?", the counters and "which day is the key's next
+-- position day" never depend on another transaction's uncommitted rows. It exists even when
 -- position_state has no row (epoch 0), which position_state itself cannot provide.
 create table portfolio_timeseries_engine.position_key (
   portfolio_id text not null,
@@ -447,9 +448,13 @@ declare
   v_bad record;
   v_touches portfolio_timeseries_engine.touch[];
 begin
-  -- Make sure every key has a position_key row, then hold it FOR SHARE: an epoch change of the
-  -- same key (which UPDATEs that row) waits for us, and we wait for it, so the effective epoch
-  -- read below is the one in force when we commit.
+  -- Make sure every key has a position_key row, then lock it until commit. Two things depend on
+  -- what other transactions write to the same key: the effective epoch (an epoch change UPDATEs
+  -- this row) and the key's next position day (whose BOD this snapshot is). A shared lock would
+  -- let two writers of one key each miss the other's uncommitted snapshot: one inserting D2
+  -- between D1 and D3 while the other inserts D3 would leave D3's BOD on D1 for good when D2 is
+  -- an undeclared day. Writers of one key therefore take turns; the one that waited reads the
+  -- other's committed rows in the statements below (READ COMMITTED, a new snapshot per statement).
   insert into portfolio_timeseries_engine.position_key (portfolio_id, security_id)
   select distinct n.portfolio_id, n.security_id from unnest(p_new) n
   order by 1, 2
@@ -462,7 +467,7 @@ begin
     union
     select r.portfolio_id, r.security_id from unnest(p_new) r)
   order by k.portfolio_id, k.security_id
-  for share of k;
+  for no key update of k;
 
   select n.*, k.current_epoch into v_bad
   from unnest(p_new) n
