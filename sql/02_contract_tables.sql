@@ -10,16 +10,16 @@ create table public.portfolios (
   base_currency text not null,
   open_date date not null,
   close_date date,
-  constraint portfolios_base_currency_check check (portfolio_timeseries_engine.check_currency(
-    base_currency, 'base_currency', format('portfolio %s', portfolio_id)))
+  constraint portfolios_base_currency_check check (case when base_currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('portfolio %s', portfolio_id), format('base_currency must be 3 upper-case letters, got %s', quote_nullable(base_currency))) end)
 );
 
 create table public.instruments (
   security_id text primary key,
   currency text not null,
   name text,
-  constraint instruments_currency_check check (portfolio_timeseries_engine.check_currency(
-    currency, 'currency', format('instrument %s', security_id)))
+  constraint instruments_currency_check check (case when currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('instrument %s', security_id), format('currency must be 3 upper-case letters, got %s', quote_nullable(currency))) end)
 );
 
 create table public.fx_rates (
@@ -28,13 +28,13 @@ create table public.fx_rates (
   rate_date date not null,
   rate numeric(30, 10) not null,
   primary key (from_currency, to_currency, rate_date),
-  constraint fx_rates_from_currency_check check (portfolio_timeseries_engine.check_currency(
-    from_currency, 'from_currency', format('fx rate %s->%s on %s', from_currency, to_currency, rate_date))),
-  constraint fx_rates_to_currency_check check (portfolio_timeseries_engine.check_currency(
-    to_currency, 'to_currency', format('fx rate %s->%s on %s', from_currency, to_currency, rate_date))),
-  constraint fx_rates_rate_check check (portfolio_timeseries_engine.check_true(
-    rate > 0, format('fx rate %s->%s on %s', from_currency, to_currency, rate_date),
-    format('rate must be > 0, got %s', rate)))
+  constraint fx_rates_from_currency_check check (case when from_currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('fx rate %s->%s on %s', from_currency, to_currency, rate_date), format('from_currency must be 3 upper-case letters, got %s', quote_nullable(from_currency))) end),
+  constraint fx_rates_to_currency_check check (case when to_currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('fx rate %s->%s on %s', from_currency, to_currency, rate_date), format('to_currency must be 3 upper-case letters, got %s', quote_nullable(to_currency))) end),
+  constraint fx_rates_rate_check check (case when rate > 0 then true else portfolio_timeseries_engine.refuse(
+    format('fx rate %s->%s on %s', from_currency, to_currency, rate_date),
+    format('rate must be > 0, got %s', rate)) end)
 );
 
 create table public.cashflows (
@@ -49,13 +49,13 @@ create table public.cashflows (
   timing text not null,
   is_position_flow boolean not null,
   is_portfolio_flow boolean not null,
-  constraint cashflows_currency_check check (portfolio_timeseries_engine.check_currency(
-    currency, 'currency', format('cash flow %s (portfolio %s, security %s, %s)',
-      transaction_id, portfolio_id, coalesce(security_id, 'NULL'), cashflow_date))),
-  constraint cashflows_timing_check check (portfolio_timeseries_engine.check_true(
-    timing in ('BOD', 'EOD'), format('cash flow %s (portfolio %s, security %s, %s)',
+  constraint cashflows_currency_check check (case when currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('cash flow %s (portfolio %s, security %s, %s)',
+      transaction_id, portfolio_id, coalesce(security_id, 'NULL'), cashflow_date), format('currency must be 3 upper-case letters, got %s', quote_nullable(currency))) end),
+  constraint cashflows_timing_check check (case when timing in ('BOD', 'EOD') then true else portfolio_timeseries_engine.refuse(
+    format('cash flow %s (portfolio %s, security %s, %s)',
       transaction_id, portfolio_id, coalesce(security_id, 'NULL'), cashflow_date),
-    format('timing must be BOD or EOD, got %s', coalesce(quote_literal(timing), 'NULL'))))
+    format('timing must be BOD or EOD, got %s', coalesce(quote_literal(timing), 'NULL'))) end)
 );
 create index cashflows_portfolio_date_idx on public.cashflows (portfolio_id, cashflow_date, security_id);
 create index cashflows_security_idx on public.cashflows (security_id) where security_id is not null;
@@ -67,9 +67,9 @@ create table public.position_state (
   watermark_date date,
   status text,
   primary key (portfolio_id, security_id),
-  constraint position_state_epoch_check check (portfolio_timeseries_engine.check_true(
-    epoch >= 0, format('position state (portfolio %s, security %s)', portfolio_id, security_id),
-    format('epoch must be >= 0, got %s', epoch)))
+  constraint position_state_epoch_check check (case when epoch >= 0 then true else portfolio_timeseries_engine.refuse(
+    format('position state (portfolio %s, security %s)', portfolio_id, security_id),
+    format('epoch must be >= 0, got %s', epoch)) end)
 );
 
 create table public.daily_position_snapshots (
@@ -86,11 +86,10 @@ create table public.daily_position_snapshots (
   market_value_local numeric(30, 10),
   valuation_status text not null default 'UNVALUED',
   constraint daily_position_snapshots_key unique (portfolio_id, security_id, date, epoch),
-  constraint daily_position_snapshots_valuation_status_check check (portfolio_timeseries_engine.check_true(
-    valuation_status in ('UNVALUED', 'VALUED_CURRENT', 'VALUED_STALE', 'FAILED'),
+  constraint daily_position_snapshots_valuation_status_check check (case when valuation_status in ('UNVALUED', 'VALUED_CURRENT', 'VALUED_STALE', 'FAILED') then true else portfolio_timeseries_engine.refuse(
     format('snapshot (portfolio %s, security %s, %s, epoch %s)', portfolio_id, security_id, date, epoch),
     format('valuation_status must be UNVALUED, VALUED_CURRENT, VALUED_STALE or FAILED, got %s',
-      coalesce(quote_literal(valuation_status), 'NULL'))))
+      coalesce(quote_literal(valuation_status), 'NULL'))) end)
 );
 -- (portfolio_id, date): a day's positions; (security_id): an instrument change finds its days.
 create index daily_position_snapshots_day_idx on public.daily_position_snapshots (portfolio_id, date);
@@ -101,9 +100,9 @@ create table public.daily_aggregation_manifest (
   aggregation_date date not null,
   expected_count integer not null,
   primary key (portfolio_id, aggregation_date),
-  constraint daily_aggregation_manifest_expected_count_check check (portfolio_timeseries_engine.check_true(
-    expected_count >= 0, format('manifest (portfolio %s, %s)', portfolio_id, aggregation_date),
-    format('expected_count must be >= 0, got %s', expected_count)))
+  constraint daily_aggregation_manifest_expected_count_check check (case when expected_count >= 0 then true else portfolio_timeseries_engine.refuse(
+    format('manifest (portfolio %s, %s)', portfolio_id, aggregation_date),
+    format('expected_count must be >= 0, got %s', expected_count)) end)
 );
 
 -- Outputs: written only by the engine.

@@ -12,7 +12,8 @@ as $$
     select p.base_currency from public.portfolios p where p.portfolio_id = p_portfolio
   ), pos as (
     select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
-           i.currency as instrument_currency, i.security_id is not null as instrument_known
+           i.currency as instrument_currency, i.security_id is not null as instrument_known,
+           portfolio_timeseries_engine.unvalued_reason(s.valuation_status, s.market_value, s.market_value_local) as unvalued
     from days d
     join portfolio_timeseries_engine.effective_snapshots s on s.portfolio_id = p_portfolio and s.date = d.date
     left join public.instruments i on i.security_id = s.security_id
@@ -35,20 +36,18 @@ as $$
     select pos.date, format('instrument %s unknown', pos.security_id)
     from pos where not pos.instrument_known
     union all
-    select pos.date, format('snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, pos.date, pos.epoch,
-      portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local))
+    select pos.date, format('snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, pos.date, pos.epoch, pos.unvalued)
     from pos
-    where portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local) is not null
+    where pos.unvalued is not null
     union all
-    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch,
-      portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local))
+    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch, b.unvalued)
     from pos
     cross join lateral (
-      select s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local
+      select s.date, s.epoch, portfolio_timeseries_engine.unvalued_reason(s.valuation_status, s.market_value, s.market_value_local) as unvalued
       from portfolio_timeseries_engine.effective_snapshots s
       where s.portfolio_id = p_portfolio and s.security_id = pos.security_id and s.date < pos.date
       order by s.date desc limit 1) b
-    where portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local) is not null
+    where b.unvalued is not null
     union all
     select f.cashflow_date, format('cash flow %s names security %s, which has no position on %s',
       f.transaction_id, f.security_id, f.cashflow_date)

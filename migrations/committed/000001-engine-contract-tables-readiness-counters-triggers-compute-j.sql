@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:96626cc90bbc936d2af580739c13b34314541b77
+--! Hash: sha1:20e78f43740c31b4c4d0007276db4c6d49e2c62c
 --! Message: engine: contract tables, readiness counters, triggers, compute job, status
 
 -- >>> sql/00_schema.sql
@@ -12,34 +12,20 @@ comment on schema portfolio_timeseries_engine is
 
 -- >>> sql/01_validation.sql
 -- Row checks that refuse bad input at write time. They are CHECK constraints (so COPY, INSERT and
--- UPDATE all pass through them and no trigger can be skipped) calling functions that raise an
--- error whose message names the row's key: a constraint violation alone would only name the
--- constraint, and a producer loading a million rows needs to know which one is wrong.
+-- UPDATE all pass through them and no trigger can be skipped) of the form
+--   check (case when <condition> then true else refuse(<row key>, <message>) end)
+-- refuse() raises an error whose message names the row's key: a constraint violation alone would
+-- only name the constraint, and a producer loading a million rows needs to know which one is
+-- wrong. CASE (not OR) guarantees the message is only built for a failing row: building it for
+-- every row cost about 30% of a raw COPY (docs/performance.md).
 
-create function portfolio_timeseries_engine.check_currency(p_code text, p_column text, p_row text)
+create function portfolio_timeseries_engine.refuse(p_row text, p_message text)
 returns boolean
-language plpgsql immutable
+language plpgsql volatile
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  if p_code is null or p_code !~ '^[A-Z]{3}$' then
-    raise exception '%: % must be 3 upper-case letters, got %', p_row, p_column, coalesce(quote_literal(p_code), 'NULL')
-      using errcode = 'check_violation';
-  end if;
-  return true;
-end;
-$$;
-
-create function portfolio_timeseries_engine.check_true(p_ok boolean, p_row text, p_message text)
-returns boolean
-language plpgsql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-  if p_ok is not true then
-    raise exception '%: %', p_row, p_message using errcode = 'check_violation';
-  end if;
-  return true;
+  raise exception '%: %', p_row, p_message using errcode = 'check_violation';
 end;
 $$;
 
@@ -56,16 +42,16 @@ create table public.portfolios (
   base_currency text not null,
   open_date date not null,
   close_date date,
-  constraint portfolios_base_currency_check check (portfolio_timeseries_engine.check_currency(
-    base_currency, 'base_currency', format('portfolio %s', portfolio_id)))
+  constraint portfolios_base_currency_check check (case when base_currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('portfolio %s', portfolio_id), format('base_currency must be 3 upper-case letters, got %s', quote_nullable(base_currency))) end)
 );
 
 create table public.instruments (
   security_id text primary key,
   currency text not null,
   name text,
-  constraint instruments_currency_check check (portfolio_timeseries_engine.check_currency(
-    currency, 'currency', format('instrument %s', security_id)))
+  constraint instruments_currency_check check (case when currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('instrument %s', security_id), format('currency must be 3 upper-case letters, got %s', quote_nullable(currency))) end)
 );
 
 create table public.fx_rates (
@@ -74,13 +60,13 @@ create table public.fx_rates (
   rate_date date not null,
   rate numeric(30, 10) not null,
   primary key (from_currency, to_currency, rate_date),
-  constraint fx_rates_from_currency_check check (portfolio_timeseries_engine.check_currency(
-    from_currency, 'from_currency', format('fx rate %s->%s on %s', from_currency, to_currency, rate_date))),
-  constraint fx_rates_to_currency_check check (portfolio_timeseries_engine.check_currency(
-    to_currency, 'to_currency', format('fx rate %s->%s on %s', from_currency, to_currency, rate_date))),
-  constraint fx_rates_rate_check check (portfolio_timeseries_engine.check_true(
-    rate > 0, format('fx rate %s->%s on %s', from_currency, to_currency, rate_date),
-    format('rate must be > 0, got %s', rate)))
+  constraint fx_rates_from_currency_check check (case when from_currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('fx rate %s->%s on %s', from_currency, to_currency, rate_date), format('from_currency must be 3 upper-case letters, got %s', quote_nullable(from_currency))) end),
+  constraint fx_rates_to_currency_check check (case when to_currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('fx rate %s->%s on %s', from_currency, to_currency, rate_date), format('to_currency must be 3 upper-case letters, got %s', quote_nullable(to_currency))) end),
+  constraint fx_rates_rate_check check (case when rate > 0 then true else portfolio_timeseries_engine.refuse(
+    format('fx rate %s->%s on %s', from_currency, to_currency, rate_date),
+    format('rate must be > 0, got %s', rate)) end)
 );
 
 create table public.cashflows (
@@ -95,13 +81,13 @@ create table public.cashflows (
   timing text not null,
   is_position_flow boolean not null,
   is_portfolio_flow boolean not null,
-  constraint cashflows_currency_check check (portfolio_timeseries_engine.check_currency(
-    currency, 'currency', format('cash flow %s (portfolio %s, security %s, %s)',
-      transaction_id, portfolio_id, coalesce(security_id, 'NULL'), cashflow_date))),
-  constraint cashflows_timing_check check (portfolio_timeseries_engine.check_true(
-    timing in ('BOD', 'EOD'), format('cash flow %s (portfolio %s, security %s, %s)',
+  constraint cashflows_currency_check check (case when currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('cash flow %s (portfolio %s, security %s, %s)',
+      transaction_id, portfolio_id, coalesce(security_id, 'NULL'), cashflow_date), format('currency must be 3 upper-case letters, got %s', quote_nullable(currency))) end),
+  constraint cashflows_timing_check check (case when timing in ('BOD', 'EOD') then true else portfolio_timeseries_engine.refuse(
+    format('cash flow %s (portfolio %s, security %s, %s)',
       transaction_id, portfolio_id, coalesce(security_id, 'NULL'), cashflow_date),
-    format('timing must be BOD or EOD, got %s', coalesce(quote_literal(timing), 'NULL'))))
+    format('timing must be BOD or EOD, got %s', coalesce(quote_literal(timing), 'NULL'))) end)
 );
 create index cashflows_portfolio_date_idx on public.cashflows (portfolio_id, cashflow_date, security_id);
 create index cashflows_security_idx on public.cashflows (security_id) where security_id is not null;
@@ -113,9 +99,9 @@ create table public.position_state (
   watermark_date date,
   status text,
   primary key (portfolio_id, security_id),
-  constraint position_state_epoch_check check (portfolio_timeseries_engine.check_true(
-    epoch >= 0, format('position state (portfolio %s, security %s)', portfolio_id, security_id),
-    format('epoch must be >= 0, got %s', epoch)))
+  constraint position_state_epoch_check check (case when epoch >= 0 then true else portfolio_timeseries_engine.refuse(
+    format('position state (portfolio %s, security %s)', portfolio_id, security_id),
+    format('epoch must be >= 0, got %s', epoch)) end)
 );
 
 create table public.daily_position_snapshots (
@@ -132,11 +118,10 @@ create table public.daily_position_snapshots (
   market_value_local numeric(30, 10),
   valuation_status text not null default 'UNVALUED',
   constraint daily_position_snapshots_key unique (portfolio_id, security_id, date, epoch),
-  constraint daily_position_snapshots_valuation_status_check check (portfolio_timeseries_engine.check_true(
-    valuation_status in ('UNVALUED', 'VALUED_CURRENT', 'VALUED_STALE', 'FAILED'),
+  constraint daily_position_snapshots_valuation_status_check check (case when valuation_status in ('UNVALUED', 'VALUED_CURRENT', 'VALUED_STALE', 'FAILED') then true else portfolio_timeseries_engine.refuse(
     format('snapshot (portfolio %s, security %s, %s, epoch %s)', portfolio_id, security_id, date, epoch),
     format('valuation_status must be UNVALUED, VALUED_CURRENT, VALUED_STALE or FAILED, got %s',
-      coalesce(quote_literal(valuation_status), 'NULL'))))
+      coalesce(quote_literal(valuation_status), 'NULL'))) end)
 );
 -- (portfolio_id, date): a day's positions; (security_id): an instrument change finds its days.
 create index daily_position_snapshots_day_idx on public.daily_position_snapshots (portfolio_id, date);
@@ -147,9 +132,9 @@ create table public.daily_aggregation_manifest (
   aggregation_date date not null,
   expected_count integer not null,
   primary key (portfolio_id, aggregation_date),
-  constraint daily_aggregation_manifest_expected_count_check check (portfolio_timeseries_engine.check_true(
-    expected_count >= 0, format('manifest (portfolio %s, %s)', portfolio_id, aggregation_date),
-    format('expected_count must be >= 0, got %s', expected_count)))
+  constraint daily_aggregation_manifest_expected_count_check check (case when expected_count >= 0 then true else portfolio_timeseries_engine.refuse(
+    format('manifest (portfolio %s, %s)', portfolio_id, aggregation_date),
+    format('expected_count must be >= 0, got %s', expected_count)) end)
 );
 
 -- Outputs: written only by the engine.
@@ -1002,7 +987,8 @@ as $$
     select p.base_currency from public.portfolios p where p.portfolio_id = p_portfolio
   ), pos as (
     select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
-           i.currency as instrument_currency, i.security_id is not null as instrument_known
+           i.currency as instrument_currency, i.security_id is not null as instrument_known,
+           portfolio_timeseries_engine.unvalued_reason(s.valuation_status, s.market_value, s.market_value_local) as unvalued
     from days d
     join portfolio_timeseries_engine.effective_snapshots s on s.portfolio_id = p_portfolio and s.date = d.date
     left join public.instruments i on i.security_id = s.security_id
@@ -1025,20 +1011,18 @@ as $$
     select pos.date, format('instrument %s unknown', pos.security_id)
     from pos where not pos.instrument_known
     union all
-    select pos.date, format('snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, pos.date, pos.epoch,
-      portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local))
+    select pos.date, format('snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, pos.date, pos.epoch, pos.unvalued)
     from pos
-    where portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local) is not null
+    where pos.unvalued is not null
     union all
-    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch,
-      portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local))
+    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch, b.unvalued)
     from pos
     cross join lateral (
-      select s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local
+      select s.date, s.epoch, portfolio_timeseries_engine.unvalued_reason(s.valuation_status, s.market_value, s.market_value_local) as unvalued
       from portfolio_timeseries_engine.effective_snapshots s
       where s.portfolio_id = p_portfolio and s.security_id = pos.security_id and s.date < pos.date
       order by s.date desc limit 1) b
-    where portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local) is not null
+    where b.unvalued is not null
     union all
     select f.cashflow_date, format('cash flow %s names security %s, which has no position on %s',
       f.transaction_id, f.security_id, f.cashflow_date)
@@ -1075,6 +1059,13 @@ create function portfolio_timeseries_engine.compute_portfolio(p_portfolio text)
 returns jsonb
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- Every statement here reads one portfolio through an index on (portfolio_id, ...). The planner
+-- cannot estimate the effective-epoch filter (a correlated max()) and picks bitmap scans that
+-- read a key's whole history and sort it for each "previous effective snapshot" lookup instead of
+-- walking the index backwards: a 250-day backfill took 12.4 s instead of 1.9 s, a one-day job
+-- 122-146 ms instead of 24-30 ms (docs/performance.md).
+set enable_bitmapscan = off
+set enable_seqscan = off
 as $$
 declare
   v_first date;
