@@ -4,7 +4,7 @@
 // waiting_previous_day, waiting (`k of n`) and undeclared.
 import t from 'tap';
 import { freshDatabase, type TestDatabase } from './helpers/db.js';
-import { normalise } from './helpers/assert.js';
+import { normalise, prow, posrow } from './helpers/assert.js';
 import {
   declare, insertCashflow, insertFx, insertInstrument, insertPortfolio, insertSnapshot, portfolioRows, positionRows,
 } from './helpers/fixtures.js';
@@ -22,22 +22,7 @@ async function dayStatus(sql: Sql, portfolioId: string, date: string): Promise<D
 
 const work = (db: TestDatabase) => runWorkerOnce({ connectionString: db.url });
 
-/** A portfolio row as portfolioRows() + normalise() returns it, with zero defaults. */
-function prow(date: string, v: Partial<Record<string, string | number>>): Record<string, unknown> {
-  return {
-    date, epoch: 0, bod_market_value: '0', bod_cashflow: '0', eod_cashflow: '0', eod_market_value: '0', fees: '0',
-    position_count: 1, ...v,
-  };
-}
 
-/** A position row as positionRows() + normalise() returns it, with zero defaults. */
-function posrow(security_id: string, date: string, v: Partial<Record<string, string | number>>): Record<string, unknown> {
-  return {
-    security_id, date, epoch: 0, bod_market_value: '0', bod_cashflow_position: '0', eod_cashflow_position: '0',
-    bod_cashflow_portfolio: '0', eod_cashflow_portfolio: '0', eod_market_value: '0', fees: '0', quantity: '0', cost: '0',
-    ...v,
-  };
-}
 
 /** The day is blocked, its detail matches every pattern, and it has no row (status and table agree). */
 async function expectBlocked(t: Tap, sql: Sql, portfolioId: string, date: string, patterns: RegExp[], not: RegExp[] = []) {

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freshDatabase } from './helpers/db.js';
-import { normalise } from './helpers/assert.js';
+import { normalise, prow } from './helpers/assert.js';
 import {
   declare, insertInstrument, insertPortfolio, insertSnapshot, portfolioRows,
 } from './helpers/fixtures.js';
@@ -16,12 +16,6 @@ import type { Sql } from '../src/db.js';
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function prow(date: string, v: Partial<Record<string, string | number>>): Record<string, unknown> {
-  return {
-    date, epoch: 0, bod_market_value: '0', bod_cashflow: '0', eod_cashflow: '0', eod_market_value: '0', fees: '0',
-    position_count: 1, ...v,
-  };
-}
 
 function deferred<T = void>() {
   let resolve!: (v: T) => void;

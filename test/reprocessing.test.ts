@@ -2,7 +2,7 @@
 // day, the cascade with early cutoff and "exactly the affected work", and deletions.
 import t from 'tap';
 import { freshDatabase, type TestDatabase } from './helpers/db.js';
-import { normalise } from './helpers/assert.js';
+import { normalise, prow, posrow } from './helpers/assert.js';
 import {
   declare, insertCashflow, insertFx, insertInstrument, insertPortfolio, insertSnapshot, portfolioRows, positionRows,
 } from './helpers/fixtures.js';
@@ -13,20 +13,7 @@ import type { Sql } from '../src/db.js';
 
 const work = (db: TestDatabase) => runWorkerOnce({ connectionString: db.url });
 
-function prow(date: string, v: Partial<Record<string, string | number>>): Record<string, unknown> {
-  return {
-    date, epoch: 0, bod_market_value: '0', bod_cashflow: '0', eod_cashflow: '0', eod_market_value: '0', fees: '0',
-    position_count: 1, ...v,
-  };
-}
 
-function posrow(security_id: string, date: string, v: Partial<Record<string, string | number>>): Record<string, unknown> {
-  return {
-    security_id, date, epoch: 0, bod_market_value: '0', bod_cashflow_position: '0', eod_cashflow_position: '0',
-    bod_cashflow_portfolio: '0', eod_cashflow_portfolio: '0', eod_market_value: '0', fees: '0', quantity: '0', cost: '0',
-    ...v,
-  };
-}
 
 interface Work { jobs: number; portfolio_days: number; position_days: number; bod_updates: number }
 

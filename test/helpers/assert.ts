@@ -11,3 +11,20 @@ export function normalise(row: Record<string, unknown>): Record<string, unknown>
   }
   return out;
 }
+
+/** A portfolio row as portfolioRows() + normalise() returns it, with zero defaults. */
+export function prow(date: string, v: Partial<Record<string, string | number>>): Record<string, unknown> {
+  return {
+    date, epoch: 0, bod_market_value: '0', bod_cashflow: '0', eod_cashflow: '0', eod_market_value: '0', fees: '0',
+    position_count: 1, ...v,
+  };
+}
+
+/** A position row as positionRows() + normalise() returns it, with zero defaults. */
+export function posrow(security_id: string, date: string, v: Partial<Record<string, string | number>>): Record<string, unknown> {
+  return {
+    security_id, date, epoch: 0, bod_market_value: '0', bod_cashflow_position: '0', eod_cashflow_position: '0',
+    bod_cashflow_portfolio: '0', eod_cashflow_portfolio: '0', eod_market_value: '0', fees: '0', quantity: '0', cost: '0',
+    ...v,
+  };
+}
