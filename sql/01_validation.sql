@@ -15,3 +15,15 @@ begin
   raise exception '%: %', p_row, p_message using errcode = 'check_violation';
 end;
 $$;
+
+-- For invariants the engine relies on: abort the statement (and the job's transaction) with a
+-- message, from inside a set-based statement.
+create function portfolio_timeseries_engine.internal_error(p_message text)
+returns integer
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception 'internal: %', p_message;
+end;
+$$;

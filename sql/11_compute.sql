@@ -31,7 +31,7 @@ declare
   v_changed date[];
   v_positions integer := 0;
   v_bod_updates integer := 0;
-  v_missing record;
+  v_fix date[];
 begin
   -- Two keyed jobs of one portfolio can run at once (a running job is de-keyed, not replaced):
   -- they take turns here.
@@ -147,31 +147,19 @@ begin
       and not exists (select 1 from portfolio_timeseries_engine.effective_snapshots s
                       where s.portfolio_id = p_portfolio and s.security_id = c.security_id and s.date = c.date);
 
-    -- Every position of the run's days has a current row now; a missing one is an engine bug and
-    -- must not turn into a portfolio row built from part of its day.
-    select s.date, s.security_id into v_missing
-    from portfolio_timeseries_engine.effective_snapshots s
-    where s.portfolio_id = p_portfolio and s.date = any(v_days)
-      and not exists (select 1 from public.position_timeseries pt
-                      where pt.portfolio_id = p_portfolio and pt.security_id = s.security_id and pt.date = s.date)
-    limit 1;
-    if found then
-      raise exception 'internal: no position row for (portfolio %, security %, %) while computing its day',
-        p_portfolio, v_missing.security_id, v_missing.date;
-    end if;
-
     -- Stage 2 for every day of the run.
     with days as (
       select unnest(v_days) as date
     ), positions as (
-      select s.date, count(*)::integer as n, sum(s.market_value) as eod, max(s.epoch) as epoch,
+      select s.date, count(*)::integer as n, count(pt.security_id)::integer as n_rows,
+        sum(s.market_value) as eod, max(s.epoch) as epoch,
         sum(pt.bod_cashflow_portfolio * r.rate) as bod_cashflow,
         sum(pt.eod_cashflow_portfolio * r.rate) as eod_cashflow,
         sum(pt.fees * r.rate) as fees
       from days d
       join portfolio_timeseries_engine.effective_snapshots s on s.portfolio_id = p_portfolio and s.date = d.date
       join public.instruments i on i.security_id = s.security_id
-      join public.position_timeseries pt
+      left join public.position_timeseries pt
         on pt.portfolio_id = p_portfolio and pt.security_id = s.security_id and pt.date = s.date
       cross join lateral (
         select case when i.currency = v_base then 1::numeric else (
@@ -196,6 +184,7 @@ begin
     ), vals as (
       select d.date,
         coalesce(p.n, 0) as n,
+        coalesce(p.n_rows, 0) as n_rows,
         coalesce(p.epoch, 0) as epoch,
         coalesce(p.eod, 0) as eod,
         coalesce(p.bod_cashflow, 0) + coalesce(f.bod_cashflow, 0) as bod_cashflow,
@@ -220,7 +209,12 @@ begin
           else (select pp.eod_market_value from public.portfolio_timeseries pp
                 where pp.portfolio_id = p_portfolio and pp.date = v.prev_date)
         end, 10),
-        round(v.bod_cashflow, 10), round(v.eod_cashflow, 10), round(v.eod, 10), round(v.fees, 10), v.n
+        round(v.bod_cashflow, 10), round(v.eod_cashflow, 10), round(v.eod, 10), round(v.fees, 10),
+        -- Every position of the day has a current row by now; a missing one is an engine bug and
+        -- must abort the run rather than become a portfolio row built from part of its day.
+        case when v.n_rows = v.n then v.n else portfolio_timeseries_engine.internal_error(format(
+          'portfolio %s, %s: %s positions but %s position rows while computing the day',
+          p_portfolio, v.date, v.n, v.n_rows)) end
       from vals v
       on conflict (portfolio_id, date) do update set
         epoch = excluded.epoch,
@@ -238,24 +232,29 @@ begin
     where o.eod_market_value is distinct from u.eod_market_value;
 
     -- Cascade with early cutoff: the next declared day of a changed day, when it is current and
-    -- outside the run, takes the new EOD as its BOD; nothing beyond it changes.
-    with nxt as (
-      select c.date as changed_date,
-        (select min(m.date) from portfolio_timeseries_engine.portfolio_day m
-         where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date > c.date) as next_date
+    -- outside the run, takes the new EOD as its BOD; nothing beyond it changes. In a backfill the
+    -- next day is almost always inside the run, so the list is usually empty.
+    select coalesce(array_agg(x.next_date), '{}') into v_fix
+    from (
+      select (select min(m.date) from portfolio_timeseries_engine.portfolio_day m
+              where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date > c.date) as next_date
       from unnest(v_changed) c(date)
-    ), fixed as (
+    ) x
+    where x.next_date is not null and not (x.next_date = any(v_days))
+      and x.next_date < coalesce(v_stop, 'infinity');
+
+    if cardinality(v_fix) > 0 then
       update public.portfolio_timeseries pt
-      set bod_market_value = src.eod_market_value, updated_at = now()
-      from nxt
-      join public.portfolio_timeseries src on src.portfolio_id = p_portfolio and src.date = nxt.changed_date
-      where pt.portfolio_id = p_portfolio and pt.date = nxt.next_date
-        and not (nxt.next_date = any(v_days))
-        and nxt.next_date < coalesce(v_stop, 'infinity')
-        and pt.bod_market_value is distinct from src.eod_market_value
-      returning pt.date
-    )
-    select count(*) into v_bod_updates from fixed;
+      set bod_market_value = prev.eod_market_value, updated_at = now()
+      from unnest(v_fix) f(date)
+      cross join lateral (
+        select pp.eod_market_value from public.portfolio_timeseries pp
+        where pp.portfolio_id = p_portfolio and pp.date < f.date
+        order by pp.date desc limit 1) prev
+      where pt.portfolio_id = p_portfolio and pt.date = f.date
+        and pt.bod_market_value is distinct from prev.eod_market_value;
+      get diagnostics v_bod_updates = row_count;
+    end if;
 
     update portfolio_timeseries_engine.portfolio_day pd
     set dirty = false, blocked_reason = null, computed_count = pd.computed_count + 1, computed_at = now()
