@@ -24,6 +24,14 @@ function positiveInt(value: string | undefined, name: string): number | undefine
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== 'worker') {
+    earlySignals.stopListening();
+    const signal = earlySignals.received[0];
+    if (signal) {
+      console.error(`portfolio-timeseries: ${signal} before start, not running ${command ?? ''}`.trimEnd());
+      return signal === 'SIGINT' ? 130 : 143;
+    }
+  }
   switch (command) {
     case 'migrate': {
       parseArgs({ args: rest, options: {}, strict: true });
@@ -46,16 +54,22 @@ async function main(argv: string[]): Promise<number> {
         await runWorkerOnce(options);
         return 0;
       }
-      const runner = await runWorker(options);
-      let stopping = false;
+      // Handlers go in before the worker starts: a signal during start-up must still end in a
+      // clean stop, not in the default "killed by signal".
+      let stopRequested: string | undefined;
+      let runner: Awaited<ReturnType<typeof runWorker>> | undefined;
       const stop = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
+        if (stopRequested) return;
+        stopRequested = signal;
         console.error(`[portfolio-timeseries worker] ${signal}: finishing running jobs, then exiting`);
-        void runner.stop();
+        if (runner) void runner.stop();
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
+      earlySignals.stopListening();
+      for (const signal of earlySignals.received) stop(signal);
+      runner = await runWorker(options);
+      if (stopRequested) void runner.stop();
       await runner.promise;
       return 0;
     }
@@ -95,7 +109,13 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+/**
+ * Run the CLI. `signals` carries SIGTERM/SIGINT that arrived before this module finished loading
+ * (bin/portfolio-timeseries.js records them), so a stop requested during start-up is honoured.
+ */
+export function runCli(argv: string[], signals: EarlySignals = { received: [], stopListening: () => {} }): void {
+  earlySignals = signals;
+  main(argv).then(
   (code) => process.exit(code),
   (error: unknown) => {
     if (error instanceof UsageError || (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
@@ -106,3 +126,11 @@ main(process.argv.slice(2)).then(
     process.exit(1);
   },
 );
+}
+
+export interface EarlySignals {
+  received: string[];
+  stopListening(): void;
+}
+
+let earlySignals: EarlySignals = { received: [], stopListening: () => {} };
