@@ -10,19 +10,19 @@ returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+  v_portfolio text;
 begin
-  if coalesce(cardinality(p_portfolios), 0) = 0 then
-    return;
-  end if;
-  perform graphile_worker.add_jobs(array(
-    select row(
+  -- One add_job call per portfolio, in portfolio order. A single add_jobs call with several specs
+  -- locks rows in two phases (it first de-keys running jobs, then upserts queued ones), so two
+  -- statements enqueueing overlapping portfolios could lock them in different orders and
+  -- deadlock; the randomised test saw about one in a thousand transactions do so.
+  for v_portfolio in select distinct p from unnest(p_portfolios) p where p is not null order by 1 loop
+    perform graphile_worker.add_job(
       'portfolio_timeseries:compute_portfolio',
-      json_build_object('portfolio_id', p),
-      null, null, null,
-      'portfolio_timeseries:' || p,
-      null, null)::graphile_worker.job_spec
-    from (select distinct unnest(p_portfolios) as p) ps
-    order by p));
+      json_build_object('portfolio_id', v_portfolio),
+      job_key := 'portfolio_timeseries:' || v_portfolio);
+  end loop;
 end;
 $$;
 
