@@ -21,7 +21,6 @@ set enable_seqscan = off
 as $$
 declare
   v_first date;
-  v_prev date;
   v_incomplete record;
   v_stop date;
   v_stop_reason text;
@@ -32,14 +31,19 @@ declare
   v_positions integer := 0;
   v_bod_updates integer := 0;
   v_fix date[];
+  v_locked date[];
 begin
   -- Two keyed jobs of one portfolio can run at once (a running job is de-keyed, not replaced):
   -- they take turns here.
   perform pg_advisory_xact_lock(hashtextextended('portfolio_timeseries:' || p_portfolio, 0));
 
-  -- Lock the day rows from the previous declared day of the first dirty one onwards. Writers
-  -- update these rows for every change, so from here until commit nothing that affects the run
-  -- can commit underneath it; a writer that waits here commits afterwards and re-enqueues.
+  -- Lock the rows of the days this run may compute (every dirty declared day from the first one)
+  -- and of each one's previous declared day, FOR UPDATE in date order. Writers update these rows
+  -- for every change, so from here until commit nothing can change a day of the run or the day its
+  -- BOD comes from; a writer that waits here commits afterwards and re-enqueues. Other days (the
+  -- next day a producer is loading, current days further back) are not locked, so their writers
+  -- do not wait for the run. A day declared meanwhile between two locked days touches the later
+  -- one, so its transaction waits too.
   loop
     select min(pd.date) into v_first
     from portfolio_timeseries_engine.portfolio_day pd
@@ -47,14 +51,22 @@ begin
     if v_first is null then
       return jsonb_build_object('portfolio_id', p_portfolio, 'portfolio_days', 0, 'position_days', 0, 'bod_updates', 0);
     end if;
-    select max(pd.date) into v_prev
-    from portfolio_timeseries_engine.portfolio_day pd
-    where pd.portfolio_id = p_portfolio and pd.expected_count is not null and pd.date < v_first;
-    perform 1
-    from portfolio_timeseries_engine.portfolio_day pd
-    where pd.portfolio_id = p_portfolio and pd.date >= coalesce(v_prev, v_first)
-    order by pd.date
-    for update;
+    select coalesce(array_agg(l.date order by l.date), '{}') into v_locked
+    from (
+      select pd.date
+      from portfolio_timeseries_engine.portfolio_day pd
+      where pd.portfolio_id = p_portfolio
+        and pd.date in (
+          select d.date from portfolio_timeseries_engine.portfolio_day d
+          where d.portfolio_id = p_portfolio and d.dirty and d.expected_count is not null and d.date >= v_first
+          union
+          select (select max(m.date) from portfolio_timeseries_engine.portfolio_day m
+                  where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date < d.date)
+          from portfolio_timeseries_engine.portfolio_day d
+          where d.portfolio_id = p_portfolio and d.dirty and d.expected_count is not null and d.date >= v_first)
+      order by pd.date
+      for update
+    ) l;
     exit when not exists (
       select 1 from portfolio_timeseries_engine.portfolio_day pd
       where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null and pd.date < v_first);
@@ -66,14 +78,14 @@ begin
   select pd.date, pd.position_count, pd.expected_count into v_incomplete
   from portfolio_timeseries_engine.portfolio_day pd
   where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null
-    and pd.position_count <> pd.expected_count
+    and pd.date = any(v_locked) and pd.position_count <> pd.expected_count
   order by pd.date limit 1;
 
   select b.date, b.reason into v_stop, v_stop_reason
   from portfolio_timeseries_engine.block_reasons(p_portfolio, array(
     select pd.date from portfolio_timeseries_engine.portfolio_day pd
     where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null
-      and pd.date < coalesce(v_incomplete.date, 'infinity'))) b
+      and pd.date = any(v_locked) and pd.date < coalesce(v_incomplete.date, 'infinity'))) b
   order by b.date limit 1;
 
   if v_stop is null and v_incomplete.date is not null then
@@ -86,7 +98,7 @@ begin
   v_days := array(
     select pd.date from portfolio_timeseries_engine.portfolio_day pd
     where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null
-      and pd.date < coalesce(v_stop, 'infinity')
+      and pd.date = any(v_locked) and pd.date < coalesce(v_stop, 'infinity')
     order by pd.date);
 
   if cardinality(v_days) > 0 then
