@@ -6,6 +6,7 @@
 // Everything is produced as COPY text (tab-separated, \N for NULL), one chunk per table per day,
 // the way a daily producer would write it. Money is exact: scaled BigInts formatted as decimal
 // strings (never floating point), so the engine and the plain recompute see identical inputs.
+import { mulberry32 } from '../test/model/book.js';
 
 export interface BookOptions {
   portfolios: number;
@@ -59,17 +60,8 @@ const START_DATE = '2024-01-01';
 const RATE_SCALE = 6; // FX rates carry 6 decimals
 const PRICE_SCALE = 4; // prices carry 4 decimals; quantities are whole units
 
-/** mulberry32: small, fast, deterministic. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The same seeded PRNG as the tests (mulberry32). */
+const rng = mulberry32;
 
 function addDays(iso: string, n: number): string {
   const d = new Date(`${iso}T00:00:00Z`);
