@@ -23,12 +23,6 @@ function deferred<T = void>() {
   return { promise, resolve };
 }
 
-async function computedCount(sql: Sql, portfolioId: string, date: string): Promise<number | undefined> {
-  const [r] = await sql<{ n: number }[]>`select computed_count::int as n from portfolio_timeseries_engine.portfolio_day
-                                         where portfolio_id = ${portfolioId} and date = ${date}`;
-  return r?.n;
-}
-
 // ---------------------------------------------------------------------------------------------
 t.test('(a) no lost update: a snapshot change during a running compute is recomputed', async (t) => {
   const db = await freshDatabase(t);

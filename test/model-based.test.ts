@@ -16,9 +16,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { writeFileSync } from 'node:fs';
 import t from 'tap';
+import { PORTFOLIO_COLUMNS, POSITION_COLUMNS, diff, pfKey, posKey } from './model/compare.js';
 import { freshDatabase, type TestDatabase } from './helpers/db.js';
 import type { Sql } from '../src/db.js';
-import { Decimal } from '../src/decimal.js';
 import { runWorkerOnce } from '../src/worker.js';
 import { readStatus } from '../src/status.js';
 import { Rng, seedFromEnv } from './model/book.js';
@@ -35,28 +35,9 @@ const MIN_KILLS = Number(process.env.MB_KILLS ?? 6);
 const PACE_MS = Number(process.env.MB_PACE_MS ?? 12);
 const BIN = fileURLToPath(new URL('../bin/portfolio-timeseries.js', import.meta.url));
 
-const POSITION_COLUMNS = ['epoch', 'bod_market_value', 'bod_cashflow_position', 'eod_cashflow_position', 'bod_cashflow_portfolio',
-  'eod_cashflow_portfolio', 'eod_market_value', 'fees', 'quantity', 'cost'] as const;
-const PORTFOLIO_COLUMNS = ['epoch', 'bod_market_value', 'bod_cashflow', 'eod_cashflow', 'eod_market_value', 'fees', 'position_count'] as const;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** Every value as text: numerics with their 10 stored decimals, so comparison is exact. */
-const cell = (v: unknown): string => (v instanceof Decimal ? v.toFixed(10) : String(v));
-const rowText = (r: Record<string, unknown>, cols: readonly string[]) => cols.map((c) => `${c}=${cell(r[c])}`).join(' ');
 
-function diff(expected: Record<string, unknown>[], actual: Record<string, unknown>[], key: (r: Record<string, unknown>) => string, cols: readonly string[]): string[] {
-  const want = new Map(expected.map((r) => [key(r), rowText(r, cols)]));
-  const got = new Map(actual.map((r) => [key(r), rowText(r, cols)]));
-  const out: string[] = [];
-  for (const [k, v] of want) {
-    if (!got.has(k)) out.push(`missing ${k}: ${v}`);
-    else if (got.get(k) !== v) out.push(`wrong ${k}:\n      expected ${v}\n      actual   ${got.get(k)}`);
-  }
-  for (const [k, v] of got) if (!want.has(k)) out.push(`extra ${k}: ${v}`);
-  return out;
-}
-const posKey = (r: Record<string, unknown>) => `${r.portfolio_id}/${r.security_id}/${r.date}`;
-const pfKey = (r: Record<string, unknown>) => `${r.portfolio_id}/${r.date}`;
 
 // ---------- the producers ----------
 

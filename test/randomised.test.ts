@@ -5,9 +5,9 @@
 // Replay a failure with SEED=<printed seed> (the second test uses SEED + 1); RANDOM_PORTFOLIOS and
 // RANDOM_DAYS make a bigger book.
 import t from 'tap';
+import { PORTFOLIO_COLUMNS, POSITION_COLUMNS, diff, pfKey, posKey, rowText } from './model/compare.js';
 import { freshDatabase, type TestDatabase } from './helpers/db.js';
 import type { Sql } from '../src/db.js';
-import { Decimal } from '../src/decimal.js';
 import { runWorker, runWorkerOnce } from '../src/worker.js';
 import { readStatus } from '../src/status.js';
 import { generateBook, PHASES, Rng, seedFromEnv, type Book, type EpochOp, type InsertRow } from './model/book.js';
@@ -25,13 +25,7 @@ const SESSIONS = 3;
 // Book size knobs for longer soak runs (the defaults keep the file well under 90 s).
 const SIZE = { portfolios: Number(process.env.RANDOM_PORTFOLIOS ?? 6), days: Number(process.env.RANDOM_DAYS ?? 40) };
 
-const POSITION_COLUMNS = ['epoch', 'bod_market_value', 'bod_cashflow_position', 'eod_cashflow_position', 'bod_cashflow_portfolio',
-  'eod_cashflow_portfolio', 'eod_market_value', 'fees', 'quantity', 'cost'] as const;
-const PORTFOLIO_COLUMNS = ['epoch', 'bod_market_value', 'bod_cashflow', 'eod_cashflow', 'eod_market_value', 'fees', 'position_count'] as const;
 
-/** Every value as text: numerics with their 10 stored decimals, so comparison is exact. */
-const cell = (v: unknown): string => (v instanceof Decimal ? v.toFixed(10) : String(v));
-const rowText = (r: Record<string, unknown>, cols: readonly string[]) => cols.map((c) => `${c}=${cell(r[c])}`).join(' ');
 
 // Test-only: log every write to portfolio_timeseries (committed ones: the log rolls back with them).
 const LOG_DDL = `
@@ -135,21 +129,7 @@ async function outputs(sql: Sql) {
   return { positions, portfolios };
 }
 
-/** Compare two keyed row sets; returns human-readable differences. */
-function diff(expected: Record<string, unknown>[], actual: Record<string, unknown>[], key: (r: Record<string, unknown>) => string, cols: readonly string[]): string[] {
-  const want = new Map(expected.map((r) => [key(r), rowText(r, cols)]));
-  const got = new Map(actual.map((r) => [key(r), rowText(r, cols)]));
-  const out: string[] = [];
-  for (const [k, v] of want) {
-    if (!got.has(k)) out.push(`missing ${k}: ${v}`);
-    else if (got.get(k) !== v) out.push(`wrong ${k}:\n      expected ${v}\n      actual   ${got.get(k)}`);
-  }
-  for (const [k, v] of got) if (!want.has(k)) out.push(`extra ${k}: ${v}`);
-  return out;
-}
 
-const posKey = (r: Record<string, unknown>) => `${r.portfolio_id}/${r.security_id}/${r.date}`;
-const pfKey = (r: Record<string, unknown>) => `${r.portfolio_id}/${r.date}`;
 
 function report(t: Check, what: string, diffs: string[], claim = 'every row equals the model'): void {
   if (diffs.length) t.comment(`${what}: ${diffs.length} differences, first ones:\n    ${diffs.slice(0, 12).join('\n    ')}`);

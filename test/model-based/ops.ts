@@ -189,7 +189,6 @@ export function generateScenario(options: ScenarioOptions): Scenario {
   const pSession = (p: string) => pSessions.get(p)!;
   let keyDeal = rng.int(0, sessions - 1);
   const keys = new Map<string, KeyState>();
-  const keyOf = (p: string, s: string) => keys.get(`${p}|${s}`)!;
   const flows = new Map<string, Flow>();
   const manifestDays = new Set<string>(); // every (p|date) that ever had a manifest row (for the repair)
   const snapshotDays = new Set<string>();
