@@ -25,17 +25,3 @@ as $$
     when p_market_value_local is null then 'market_value_local is NULL'
   end
 $$;
-
--- rate(c -> base, D): 1 for the base currency, else the latest rate dated on or before D.
-create function portfolio_timeseries_engine.fx_rate(p_from text, p_to text, p_date date)
-returns numeric
-language sql stable
-set search_path = pg_catalog, pg_temp
-as $$
-  select case when p_from = p_to then 1::numeric else (
-    select r.rate from public.fx_rates r
-    where r.from_currency = p_from and r.to_currency = p_to and r.rate_date <= p_date
-    order by r.rate_date desc
-    limit 1)
-  end
-$$;

@@ -61,7 +61,7 @@ begin
     where n.epoch > 0;
   end if;
 
-  -- Take each key's row exclusively (snapshot writers hold it FOR SHARE), in key order.
+  -- Take each key's row exclusively (snapshot writers lock it too), in key order.
   insert into portfolio_timeseries_engine.position_key as k (portfolio_id, security_id, current_epoch)
   select n.portfolio_id, n.security_id, n.epoch from new_rows n
   order by 1, 2

@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:96b0312699d85b9ababe3cfed536cb9a1447eb64
+--! Hash: sha1:c0c45ca0080c8ab5d170f621c27a51c6ae03a149
 --! Message: engine: contract tables, readiness counters, triggers, compute job, status
 
 -- >>> sql/00_schema.sql
@@ -296,20 +296,6 @@ as $$
   end
 $$;
 
--- rate(c -> base, D): 1 for the base currency, else the latest rate dated on or before D.
-create function portfolio_timeseries_engine.fx_rate(p_from text, p_to text, p_date date)
-returns numeric
-language sql stable
-set search_path = pg_catalog, pg_temp
-as $$
-  select case when p_from = p_to then 1::numeric else (
-    select r.rate from public.fx_rates r
-    where r.from_currency = p_from and r.to_currency = p_to and r.rate_date <= p_date
-    order by r.rate_date desc
-    limit 1)
-  end
-$$;
-
 -- >>> sql/05_touch.sql
 -- Marking work and enqueueing jobs. Every trigger reduces its statement to a set of touches and
 -- hands them here, so readiness, dirtiness and enqueueing follow one rule for every input table.
@@ -599,7 +585,7 @@ begin
     where n.epoch > 0;
   end if;
 
-  -- Take each key's row exclusively (snapshot writers hold it FOR SHARE), in key order.
+  -- Take each key's row exclusively (snapshot writers lock it too), in key order.
   insert into portfolio_timeseries_engine.position_key as k (portfolio_id, security_id, current_epoch)
   select n.portfolio_id, n.security_id, n.epoch from new_rows n
   order by 1, 2
