@@ -107,6 +107,43 @@ t.test('(a) no lost update: a compute that starts during an open write waits for
 });
 
 // ---------------------------------------------------------------------------------------------
+t.test('(a) two jobs of one portfolio never interleave', async (t) => {
+  // graphile-worker can run two jobs of one key at once (a running keyed job is de-keyed, not
+  // replaced); the job's per-portfolio lock makes the second wait and then find nothing to do.
+  const db = await freshDatabase(t);
+  const { sql } = db;
+  await insertPortfolio(sql, 'P', 'USD');
+  await insertInstrument(sql, 'S', 'USD');
+  for (const [i, date] of ['2025-03-03', '2025-03-04', '2025-03-05'].entries()) {
+    await insertSnapshot(sql, { portfolio_id: 'P', security_id: 'S', date, quantity: 1, market_value: 10 + i, market_value_local: 10 + i });
+    await declare(sql, 'P', date, 1);
+  }
+  const first = db.connect(1);
+  const second = db.connect(1);
+  const firstDone = deferred<Record<string, unknown>>();
+  const release = deferred();
+  const tx1 = first.begin(async (tx) => {
+    const [r] = await tx<{ r: Record<string, unknown> }[]>`select portfolio_timeseries_engine.compute_portfolio('P') as r`;
+    firstDone.resolve(r!.r);
+    await release.promise;
+  });
+  t.equal((await firstDone.promise).portfolio_days, 3, 'the first job computed the three days (not committed yet)');
+  // postgres.js sends a query when it is awaited or executed: execute it now, await it later.
+  const secondRun = second`select portfolio_timeseries_engine.compute_portfolio('P') as r`.execute();
+  await sleep(500);
+  const [waiting] = await sql<{ n: number }[]>`
+    select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`;
+  t.equal(waiting!.n, 1, 'the second job waits on the per-portfolio lock');
+  release.resolve();
+  await tx1;
+  const [r2] = await secondRun;
+  t.equal((r2!.r as Record<string, unknown>).portfolio_days, 0, 'the second job finds nothing left to compute');
+  const [counts] = await sql<{ computed: number; jobs: number }[]>`
+    select (select sum(computed_count)::int from portfolio_timeseries_engine.portfolio_day where portfolio_id = 'P') as computed,
+           (select jobs::int from portfolio_timeseries_engine.work_counter where portfolio_id = 'P') as jobs`;
+  t.same(counts, { computed: 3, jobs: 1 }, 'each day computed once; the second run had nothing to count');
+});
+
 t.test('(b) concurrent writers in READ COMMITTED: exact readiness count, current exactly once', async (t) => {
   const db = await freshDatabase(t);
   const { sql } = db;
