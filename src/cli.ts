@@ -116,16 +116,16 @@ async function main(argv: string[]): Promise<number> {
 export function runCli(argv: string[], signals: EarlySignals = { received: [], stopListening: () => {} }): void {
   earlySignals = signals;
   main(argv).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    if (error instanceof UsageError || (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      console.error(`portfolio-timeseries: ${(error as Error).message}\n\n${USAGE}`);
-      process.exit(2);
-    }
-    console.error(`portfolio-timeseries: ${(error as Error).message ?? String(error)}`);
-    process.exit(1);
-  },
-);
+    (code) => process.exit(code),
+    (error: unknown) => {
+      if (error instanceof UsageError || (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+        console.error(`portfolio-timeseries: ${(error as Error).message}\n\n${USAGE}`);
+        process.exit(2);
+      }
+      console.error(`portfolio-timeseries: ${(error as Error).message ?? String(error)}`);
+      process.exit(1);
+    },
+  );
 }
 
 export interface EarlySignals {

@@ -13,7 +13,7 @@ export const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.m
 
 export async function migrate(connectionString?: string): Promise<void> {
   const url = connectionStringFromEnv(connectionString);
-  // The engine's SQL calls graphile_worker.add_jobs, so the worker schema goes in first.
+  // The engine's SQL calls graphile_worker.add_job, so the worker schema goes in first.
   await runMigrations({ connectionString: url, logger: new Logger(() => () => {}) });
   try {
     await graphileMigrate({ connectionString: url, migrationsFolder }, false, false);

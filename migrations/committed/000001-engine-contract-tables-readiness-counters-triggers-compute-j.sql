@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:6ee796cb9315afa89194c4e1855fba011a709160
+--! Hash: sha1:d753f7935cb099ef183712659448571a32c0e379
 --! Message: engine: contract tables, readiness counters, triggers, compute job, status
 
 -- >>> sql/00_schema.sql
@@ -1052,9 +1052,9 @@ $$;
 -- The job: compute every ready dirty day of one portfolio, in date order, set-based.
 --
 -- "Ready" means declared, complete (position_count = expected_count), not blocked, and its
--- previous declared day current (or computed earlier in the same run). The run takes the dirty declared days from the first one up to
--- (not including) the first that is not ready, builds their position rows and portfolio rows in
--- a handful of statements, and records why it stopped. Stage 2 BOD is the previous declared
+-- previous declared day current (or computed earlier in the same run). The run takes the dirty
+-- declared days from the first one up to (not including) the first that is not ready, builds
+-- their position rows and portfolio rows in a handful of statements, and records why it stopped. Stage 2 BOD is the previous declared
 -- day's EOD, which for a day in the same run is that day's new EOD (EOD never depends on BOD, so
 -- the whole run is one pass). A changed EOD updates the next declared day's BOD and stops there:
 -- that day's own EOD cannot change because of it (the cascade's early cutoff).
@@ -1083,6 +1083,7 @@ declare
   v_bod_updates integer := 0;
   v_fix date[];
   v_locked date[];
+  v_candidates date[];
 begin
   -- Two keyed jobs of one portfolio can run at once (a running job is de-keyed, not replaced):
   -- they take turns here.
@@ -1104,19 +1105,21 @@ begin
     end if;
     select coalesce(array_agg(l.date order by l.date), '{}') into v_locked
     from (
+      with run as (
+        select d.date from portfolio_timeseries_engine.portfolio_day d
+        where d.portfolio_id = p_portfolio and d.dirty and d.expected_count is not null and d.date >= v_first
+      )
       select pd.date
       from portfolio_timeseries_engine.portfolio_day pd
       where pd.portfolio_id = p_portfolio
         and pd.date in (
-          select d.date from portfolio_timeseries_engine.portfolio_day d
-          where d.portfolio_id = p_portfolio and d.dirty and d.expected_count is not null and d.date >= v_first
+          select r.date from run r
           union
           select (select max(m.date) from portfolio_timeseries_engine.portfolio_day m
-                  where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date < d.date)
-          from portfolio_timeseries_engine.portfolio_day d
-          where d.portfolio_id = p_portfolio and d.dirty and d.expected_count is not null and d.date >= v_first)
+                  where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date < r.date)
+          from run r)
       order by pd.date
-      for update
+      for update of pd
     ) l;
     exit when not exists (
       select 1 from portfolio_timeseries_engine.portfolio_day pd
@@ -1125,18 +1128,23 @@ begin
 
   select p.base_currency into v_base from public.portfolios p where p.portfolio_id = p_portfolio;
 
-  -- Where the run stops: the first dirty declared day that is incomplete or blocked.
+  -- The run's candidates: the locked days that are dirty and declared (read after the locks).
+  v_candidates := array(
+    select pd.date from portfolio_timeseries_engine.portfolio_day pd
+    where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null
+      and pd.date = any(v_locked)
+    order by pd.date);
+
+  -- Where the run stops: the first candidate that is incomplete or blocked.
   select pd.date, pd.position_count, pd.expected_count into v_incomplete
   from portfolio_timeseries_engine.portfolio_day pd
-  where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null
-    and pd.date = any(v_locked) and pd.position_count <> pd.expected_count
+  where pd.portfolio_id = p_portfolio and pd.date = any(v_candidates)
+    and pd.position_count <> pd.expected_count
   order by pd.date limit 1;
 
   select b.date, b.reason into v_stop, v_stop_reason
   from portfolio_timeseries_engine.block_reasons(p_portfolio, array(
-    select pd.date from portfolio_timeseries_engine.portfolio_day pd
-    where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null
-      and pd.date = any(v_locked) and pd.date < coalesce(v_incomplete.date, 'infinity'))) b
+    select c from unnest(v_candidates) c where c < coalesce(v_incomplete.date, 'infinity'))) b
   order by b.date limit 1;
 
   if v_stop is null and v_incomplete.date is not null then
@@ -1146,11 +1154,7 @@ begin
     end if;
   end if;
 
-  v_days := array(
-    select pd.date from portfolio_timeseries_engine.portfolio_day pd
-    where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null
-      and pd.date = any(v_locked) and pd.date < coalesce(v_stop, 'infinity')
-    order by pd.date);
+  v_days := array(select c from unnest(v_candidates) c where c < coalesce(v_stop, 'infinity') order by c);
 
   if cardinality(v_days) > 0 then
     -- Stage 1 for the claimed dirty position days of the run.
