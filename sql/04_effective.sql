@@ -1,19 +1,31 @@
--- Effective epoch (design section 3): for a date D the effective epoch of a key is the highest
--- epoch whose start date is <= D (0 when there is none). Only the snapshot at that epoch counts.
--- A view, not a function, so the planner inlines the correlated lookup into set-based queries.
-create view portfolio_timeseries_engine.effective_snapshots as
-select s.*
-from public.daily_position_snapshots s
-where s.epoch = coalesce((
-  select max(e.epoch)
+-- Effective epoch (docs/contract.md section 3): for a date D the effective epoch of a key is the
+-- highest epoch whose start date is <= D, 0 when there is none. Only keys with an epoch history
+-- need this lookup: a key without epoch_start rows has only epoch-0 snapshots, all effective (a
+-- higher epoch is refused at write time). Queries therefore test `epoch = 0` for keys without
+-- history and call this function only for the few keys with one.
+create or replace function portfolio_timeseries_engine.effective_epoch(p_portfolio text, p_security text, p_date date)
+returns integer
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(max(e.epoch), 0)
   from portfolio_timeseries_engine.epoch_start e
-  where e.portfolio_id = s.portfolio_id
-    and e.security_id = s.security_id
-    and e.start_date <= s.date
-), 0);
+  where e.portfolio_id = p_portfolio and e.security_id = p_security and e.start_date <= p_date
+$$;
 
--- A snapshot, or a snapshot a BOD comes from, that cannot be used: its reason, else NULL.
-create function portfolio_timeseries_engine.unvalued_reason(
+-- The keys of a portfolio that have an epoch history (normally none).
+create or replace function portfolio_timeseries_engine.epoch_keys(p_portfolio text)
+returns text[]
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(array_agg(distinct e.security_id), '{}')
+  from portfolio_timeseries_engine.epoch_start e
+  where e.portfolio_id = p_portfolio
+$$;
+
+-- A snapshot (or the snapshot a BOD comes from) that cannot be used: its reason, else NULL.
+create or replace function portfolio_timeseries_engine.unvalued_reason(
   p_status text, p_market_value numeric, p_market_value_local numeric)
 returns text
 language sql immutable

@@ -2,7 +2,8 @@
 export { Decimal } from './decimal.js';
 export { connect, type Sql } from './db.js';
 export { migrate, migrationsFolder } from './migrate.js';
-export { taskList, crontab, COMPUTE_TASK, SWEEP_TASK } from './tasks.js';
+export { taskList, crontab, DRAIN_TASK, COMPUTE_TASK, SWEEP_TASK } from './tasks.js';
+export { drain, computePortfolio, fanOut, type QueryClient, type DrainResult, type PortfolioRun } from './drain.js';
 export { runWorker, runWorkerOnce, sweep } from './worker.js';
 export { declarePortfolioDay, sealPortfolioDay } from './manifest.js';
 export { readPortfolioTimeseries, readPositionTimeseries } from './readers.js';

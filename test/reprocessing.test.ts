@@ -10,33 +10,9 @@ import { readStatus } from '../src/status.js';
 import { runWorkerOnce } from '../src/worker.js';
 import { Decimal } from '../src/decimal.js';
 import type { Sql } from '../src/db.js';
+import { mark, written, writtenSince } from './helpers/written.js';
 
 const work = (db: TestDatabase) => runWorkerOnce({ connectionString: db.url });
-
-
-
-interface Work { jobs: number; portfolio_days: number; position_days: number; bod_updates: number }
-
-async function workCounter(sql: Sql, portfolioId: string): Promise<Work> {
-  const [w] = await sql<Work[]>`
-    select jobs::int, portfolio_days::int, position_days::int, bod_updates::int
-    from portfolio_timeseries_engine.work_counter where portfolio_id = ${portfolioId}`;
-  return w ?? { jobs: 0, portfolio_days: 0, position_days: 0, bod_updates: 0 };
-}
-
-const delta = (a: Work, b: Work) => ({
-  portfolio_days: b.portfolio_days - a.portfolio_days,
-  position_days: b.position_days - a.position_days,
-  bod_updates: b.bod_updates - a.bod_updates,
-});
-
-/** computed_count of every portfolio-day of the portfolio, by date. */
-async function computedCounts(sql: Sql, portfolioId: string): Promise<Record<string, number>> {
-  const rows = await sql<{ date: string; n: number }[]>`
-    select date::text, computed_count::int as n from portfolio_timeseries_engine.portfolio_day
-    where portfolio_id = ${portfolioId} and expected_count is not null order by date`;
-  return Object.fromEntries(rows.map((r) => [r.date, r.n]));
-}
 
 async function stateOf(sql: Sql, portfolioId: string) {
   return Object.fromEntries((await readStatus(sql, { portfolioId })).map((r) => [r.date, r]));
@@ -76,6 +52,7 @@ t.test('(a) issue #3: back-dated SELL under a new epoch', async (t) => {
   ], 'epoch 0 position rows');
   const firstPos = await sql`select updated_at from position_timeseries where portfolio_id = ${P} and date = '2025-09-01'`;
   const firstPf = await sql`select updated_at from portfolio_timeseries where portfolio_id = ${P} and date = '2025-09-01'`;
+  const beforeSell = await mark(sql, P);
 
   // The back-dated SELL 40 @ 215 on 09-02, as the producer writes it.
   await sql.begin(async (tx) => {
@@ -105,27 +82,24 @@ t.test('(a) issue #3: back-dated SELL under a new epoch', async (t) => {
   ];
   t.strictSame((await portfolioRows(sql, P)).map(normalise), expectedPortfolio, 'epoch 1 portfolio rows');
   t.strictSame((await positionRows(sql, P)).map(normalise), expectedPositions, 'epoch 1 position rows');
-  t.strictSame(await computedCounts(sql, P), { '2025-09-01': 1, '2025-09-02': 2, '2025-09-03': 2 },
-    '09-01 was not recomputed; 09-02 and 09-03 once more');
+  t.strictSame(await writtenSince(sql, P, beforeSell), written({
+    portfolio: ['2025-09-02', '2025-09-03'], position: ['AAPL 2025-09-02', 'AAPL 2025-09-03'],
+  }), '09-01 was not recomputed; 09-02 and 09-03 were');
   t.same(await sql`select updated_at from position_timeseries where portfolio_id = ${P} and date = '2025-09-01'`, firstPos,
     '09-01 position row untouched');
   t.same(await sql`select updated_at from portfolio_timeseries where portfolio_id = ${P} and date = '2025-09-01'`, firstPf,
     '09-01 portfolio row untouched');
 
   // Late epoch-0 data for 09-03 is ignored: replace the stale epoch-0 row, then correct it.
-  const before = await workCounter(sql, P);
-  const countsBefore = await computedCounts(sql, P);
+  const before = await mark(sql, P);
   await sql`delete from daily_position_snapshots where portfolio_id = ${P} and date = '2025-09-03' and epoch = 0`;
   await snap('2025-09-03', 0, 999, 99900, 100, 99900);
   await sql`update daily_position_snapshots set market_value = 77777, market_value_local = 77777
             where portfolio_id = ${P} and date = '2025-09-03' and epoch = 0`;
-  const [pd] = await sql<{ position_count: number; dirty: boolean }[]>`
-    select position_count, dirty from portfolio_timeseries_engine.portfolio_day
-    where portfolio_id = ${P} and date = '2025-09-03'`;
-  t.strictSame({ ...pd }, { position_count: 1, dirty: false }, 'epoch-0 writes neither count nor dirty the day');
   await work(db);
-  t.strictSame(delta(before, await workCounter(sql, P)), { portfolio_days: 0, position_days: 0, bod_updates: 0 }, 'no work');
-  t.strictSame(await computedCounts(sql, P), countsBefore, 'computed_count unchanged');
+  t.strictSame(await writtenSince(sql, P, before), written({}), 'epoch-0 writes under epoch 1: no output row written');
+  t.strictSame((await readStatus(sql, { portfolioId: P })).map((r) => r.state), ['current', 'current', 'current'],
+    'every day current');
   t.strictSame((await portfolioRows(sql, P)).map(normalise), expectedPortfolio, 'portfolio rows unchanged');
   t.strictSame((await positionRows(sql, P)).map(normalise), expectedPositions, 'position rows unchanged');
 
@@ -265,14 +239,14 @@ t.test('(c) cascade with early cutoff; work proportional to the change', async (
     const notCurrent = (await readStatus(sql, { portfolioId: P })).filter((r) => r.state !== 'current');
     t.strictSame(notCurrent, [], `${what}: every day current`);
   };
-  const counts: Record<string, number> = {};
-  for (let i = 0; i < DAYS; i++) counts[dateOf(i)] = 1;
-  const bump = (days: number[]) => { for (const d of days) counts[dateOf(d)]! += 1; };
+  const days = (list: number[]) => list.map((d) => dateOf(d));
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, k) => from + k);
 
   await check('backfill');
-  let w = await workCounter(sql, P);
-  t.strictSame(w, { jobs: 1, portfolio_days: DAYS, position_days: DAYS, bod_updates: 0 }, 'backfill: one job, each day once');
-  t.strictSame(await computedCounts(sql, P), counts, 'backfill: every day computed once');
+  const [job] = await sql<{ runs: number; portfolio_days: number }[]>`
+    select runs::int, portfolio_days::int from portfolio_timeseries_engine.portfolio_job where portfolio_id = ${P}`;
+  t.strictSame({ ...job }, { runs: 1, portfolio_days: DAYS }, 'backfill: one job run computed every day');
+  let w = await mark(sql, P);
 
   // 1. Correct the snapshot 200 days back (day 49): its position day, day 50's BOD, their portfolio days.
   await sql`update daily_position_snapshots set market_value = 5500, market_value_local = 5000
@@ -280,43 +254,34 @@ t.test('(c) cascade with early cutoff; work proportional to the change', async (
   m.mvLocal[49] = new Decimal(5000);
   m.mv[49] = new Decimal(5500);
   await work(db);
-  let w2 = await workCounter(sql, P);
-  t.strictSame(delta(w, w2), { portfolio_days: 2, position_days: 2, bod_updates: 0 },
-    'snapshot correction: 2 position days, 2 portfolio days');
-  bump([49, 50]);
-  t.strictSame(await computedCounts(sql, P), counts, 'snapshot correction: exactly days 49 and 50 recomputed');
+  t.strictSame(await writtenSince(sql, P, w), written({ portfolio: days([49, 50]), position: days([49, 50]).map((d) => `S ${d}`) }),
+    'snapshot correction: exactly position and portfolio days 49 and 50 rewritten');
   await check('snapshot correction');
   t.equal((await portfolioRows(sql, P))[50]?.bod_market_value, '5500.0000000000', 'day 50 takes the new EOD as BOD');
 
   // 2. A cash flow insert, then an update: one position day and one portfolio day each.
-  w = w2;
+  w = await mark(sql, P);
   await addFlow({ id: 'FEE150', day: 150, amount: new Decimal(-5), timing: 'EOD', classification: 'EXPENSE', pos: true, pf: true });
   await work(db);
-  w2 = await workCounter(sql, P);
-  t.strictSame(delta(w, w2), { portfolio_days: 1, position_days: 1, bod_updates: 0 }, 'cash flow insert: 1 + 1');
-  bump([150]);
-  t.strictSame(await computedCounts(sql, P), counts, 'cash flow insert: exactly day 150 recomputed');
-  w = w2;
+  t.strictSame(await writtenSince(sql, P, w), written({ portfolio: days([150]), position: [`S ${dateOf(150)}`] }),
+    'cash flow insert: exactly day 150 rewritten');
+  w = await mark(sql, P);
   await sql`update cashflows set amount = -7 where transaction_id = 'FEE150'`;
   m.flows.get('FEE150')!.amount = new Decimal(-7);
   await work(db);
-  w2 = await workCounter(sql, P);
-  t.strictSame(delta(w, w2), { portfolio_days: 1, position_days: 1, bod_updates: 0 }, 'cash flow update: 1 + 1');
-  bump([150]);
-  t.strictSame(await computedCounts(sql, P), counts, 'cash flow update: exactly day 150 recomputed');
+  t.strictSame(await writtenSince(sql, P, w), written({ portfolio: days([150]), position: [`S ${dateOf(150)}`] }),
+    'cash flow update: exactly day 150 rewritten');
   await check('cash flow change');
   const r150 = (await portfolioRows(sql, P))[150];
   t.strictSame([r150?.fees, r150?.eod_cashflow], ['8.0500000000', '-8.0500000000'], 'day 150: 7 EUR at 1.15');
 
   // 3. An FX rate in the middle (day 60): portfolio days 60..99, until the pair's next rate; no position days.
-  w = w2;
+  w = await mark(sql, P);
   await insertFx(sql, 'EUR', 'USD', dateOf(60), '1.2');
   m.rates.push({ day: 60, rate: new Decimal('1.2') });
   await work(db);
-  w2 = await workCounter(sql, P);
-  t.strictSame(delta(w, w2), { portfolio_days: 40, position_days: 0, bod_updates: 0 }, 'FX insert: 40 portfolio days');
-  bump(Array.from({ length: 40 }, (_, k) => 60 + k));
-  t.strictSame(await computedCounts(sql, P), counts, 'FX insert: exactly days 60..99 recomputed');
+  t.strictSame(await writtenSince(sql, P, w), written({ portfolio: days(range(60, 99)) }),
+    'FX insert: exactly portfolio days 60..99 rewritten, no position row');
   await check('FX insert');
   const rows = await portfolioRows(sql, P);
   t.equal(rows[59]?.eod_cashflow, '11.0000000000', 'day 59 keeps the old rate');
@@ -325,14 +290,12 @@ t.test('(c) cascade with early cutoff; work proportional to the change', async (
   t.equal(rows[100]?.eod_cashflow, '11.5000000000', 'day 100 keeps its own rate');
 
   // 4. Deleting that rate: the same 40 days again, back to the day-0 rate.
-  w = w2;
+  w = await mark(sql, P);
   await sql`delete from fx_rates where from_currency = 'EUR' and to_currency = 'USD' and rate_date = ${dateOf(60)}`;
   m.rates = m.rates.filter((r) => r.day !== 60);
   await work(db);
-  w2 = await workCounter(sql, P);
-  t.strictSame(delta(w, w2), { portfolio_days: 40, position_days: 0, bod_updates: 0 }, 'FX delete: 40 portfolio days');
-  bump(Array.from({ length: 40 }, (_, k) => 60 + k));
-  t.strictSame(await computedCounts(sql, P), counts, 'FX delete: exactly days 60..99 recomputed');
+  t.strictSame(await writtenSince(sql, P, w), written({ portfolio: days(range(60, 99)) }),
+    'FX delete: exactly portfolio days 60..99 rewritten, no position row');
   await check('FX delete');
   t.equal((await portfolioRows(sql, P))[70]?.eod_cashflow, '11.0000000000', 'day 70 back to 1.1');
 });
@@ -364,17 +327,14 @@ t.test('(c) early cutoff: a changed EOD updates only the next declared day\'s BO
     position_count: yDays.has(i) ? 2 : 1,
   }));
   t.strictSame((await portfolioRows(sql, P)).map(normalise), expected(50));
-  const w = await workCounter(sql, P);
-  const counts = await computedCounts(sql, P);
+  const w = await mark(sql, P);
 
   await sql`update daily_position_snapshots set market_value = 80, market_value_local = 80
             where portfolio_id = ${P} and security_id = 'Y' and date = ${dateOf(0)}`;
   await work(db);
-  t.strictSame(delta(w, await workCounter(sql, P)), { portfolio_days: 2, position_days: 2, bod_updates: 1 },
-    'Y day 0 and Y day 5 (its BOD) recomputed; day 1 takes the new EOD as BOD; nothing else');
-  counts[dateOf(0)]! += 1;
-  counts[dateOf(5)]! += 1;
-  t.strictSame(await computedCounts(sql, P), counts, 'portfolio days 0 and 5 recomputed');
+  t.strictSame(await writtenSince(sql, P, w), written({
+    portfolio: [dateOf(0), dateOf(1), dateOf(5)], position: [`Y ${dateOf(0)}`, `Y ${dateOf(5)}`],
+  }), 'Y day 0 and Y day 5 (its BOD) rebuilt; day 1 takes the new EOD as BOD; nothing else written');
   t.strictSame((await portfolioRows(sql, P)).map(normalise), expected(80));
   const y5 = (await positionRows(sql, P)).map(normalise).find((r) => r.security_id === 'Y' && r.date === dateOf(5));
   t.strictSame([y5?.bod_market_value, y5?.eod_market_value], ['80', '60'], 'Y day 5 BOD from Y day 0');
@@ -410,15 +370,15 @@ t.test('(d) deletions', async (t) => {
   await t.test('deleting the effective snapshot', async (t) => {
     const P = 'PF_DEL_SNAP';
     await sql`delete from daily_position_snapshots where portfolio_id = ${P} and security_id = 'B' and date = ${days[1]!}`;
-    const pos = (await positionRows(sql, P)).map((r) => `${r.security_id} ${r.date}`);
-    t.strictSame(pos, [`A ${days[0]}`, `B ${days[0]}`, `A ${days[1]}`, `A ${days[2]}`, `B ${days[2]}`],
-      'its position row is gone immediately');
     let st = await stateOf(sql, P);
-    t.equal(st[days[1]!]?.state, 'waiting');
+    t.equal(st[days[1]!]?.state, 'waiting', 'before any worker has run, status counts the day from the inputs');
     t.equal(st[days[1]!]?.detail, '1 of 2');
     t.equal(st[days[1]!]?.has_row, true, 'the last complete portfolio row stays');
     t.equal(st[days[2]!]?.state, 'waiting_previous_day');
     await work(db);
+    const pos = (await positionRows(sql, P)).map((r) => `${r.security_id} ${r.date}`);
+    t.strictSame(pos, [`A ${days[0]}`, `B ${days[0]}`, `A ${days[1]}`, `A ${days[2]}`, `B ${days[2]}`],
+      'its position row is gone as soon as the job has run');
     st = await stateOf(sql, P);
     t.equal(st[days[1]!]?.state, 'waiting', 'still waiting after the worker');
     t.strictSame((await portfolioRows(sql, P)).map(normalise), full, 'portfolio rows untouched while waiting');
@@ -438,28 +398,34 @@ t.test('(d) deletions', async (t) => {
   await t.test('deleting a manifest row', async (t) => {
     const P = 'PF_DEL_MAN';
     const posBefore = (await positionRows(sql, P)).map(normalise);
-    const w = await workCounter(sql, P);
+    const w = await mark(sql, P);
     await sql`delete from daily_aggregation_manifest where portfolio_id = ${P} and aggregation_date = ${days[1]!}`;
-    t.strictSame((await portfolioRows(sql, P)).map((r) => r.date), [days[0], days[2]], 'its portfolio row is gone immediately');
-    const st = await stateOf(sql, P);
+    let st = await stateOf(sql, P);
+    t.equal(st[days[1]!]?.state, 'undeclared');
+    t.equal(st[days[2]!]?.state, 'queued', 'the next declared day is not current before the job has run');
+    await work(db);
+    t.strictSame((await portfolioRows(sql, P)).map((r) => r.date), [days[0], days[2]], 'its portfolio row is gone');
+    st = await stateOf(sql, P);
     t.equal(st[days[1]!]?.state, 'undeclared');
     t.equal(st[days[1]!]?.has_row, false);
-    await work(db);
     t.strictSame((await portfolioRows(sql, P)).map(normalise), [
       full[0],
       prow(days[2]!, { bod_market_value: '1100', eod_market_value: '1320', position_count: 2 }),
     ], 'the next declared day takes its BOD from the day before the deleted one');
-    t.strictSame(delta(w, await workCounter(sql, P)), { portfolio_days: 1, position_days: 0, bod_updates: 0 },
-      'only the next declared day is recomputed');
-    t.strictSame((await positionRows(sql, P)).map(normalise), posBefore, 'position rows unchanged');
+    t.strictSame(await writtenSince(sql, P, w), written({
+      portfolio: [days[2]!], portfolioRemoved: [days[1]!], positionRemoved: [`A ${days[1]}`, `B ${days[1]}`],
+    }), 'the undeclared day loses its rows; only the next declared day is recomputed');
+    t.strictSame((await positionRows(sql, P)).map(normalise), posBefore.filter((r) => r.date !== days[1]),
+      'other position rows unchanged');
     t.equal((await stateOf(sql, P))[days[2]!]?.state, 'current');
 
-    // Declaring the day again: that day and the next declared day.
-    const w2 = await workCounter(sql, P);
+    // Declaring the day again: that day (with its positions) and the next declared day.
+    const w2 = await mark(sql, P);
     await declare(sql, P, days[1]!, 2);
     await work(db);
     t.strictSame((await portfolioRows(sql, P)).map(normalise), full, 're-declared: back to the full rows');
-    t.strictSame(delta(w2, await workCounter(sql, P)), { portfolio_days: 2, position_days: 0, bod_updates: 0 },
-      're-declaring recomputes that day and the next declared day');
+    t.strictSame((await positionRows(sql, P)).map(normalise), posBefore, 're-declared: back to the full position rows');
+    t.strictSame(await writtenSince(sql, P, w2), written({ portfolio: [days[1]!, days[2]!], position: [`A ${days[1]}`, `B ${days[1]}`] }),
+      're-declaring rebuilds that day and recomputes the next declared day');
   });
 });

@@ -71,11 +71,17 @@ export async function declare(sql: Sql, portfolioId: string, date: string, expec
     on conflict (portfolio_id, aggregation_date) do update set expected_count = excluded.expected_count`;
 }
 
-/** Run the engine's job for one portfolio directly (what the worker task does). */
+/**
+ * Run the engine's job for one portfolio directly, as the drain does: reference changes fanned
+ * out first, then one REPEATABLE READ transaction.
+ */
 export async function computePortfolio(sql: Sql, portfolioId: string): Promise<Record<string, unknown>> {
-  const [row] = await sql<{ r: Record<string, unknown> }[]>`
-    select portfolio_timeseries_engine.compute_portfolio(${portfolioId}) as r`;
-  return row!.r;
+  await sql.begin('isolation level repeatable read', (tx) => tx`select portfolio_timeseries_engine.fan_out()`);
+  return sql.begin('isolation level repeatable read', async (tx) => {
+    const [row] = await tx<{ r: Record<string, unknown> }[]>`
+      select portfolio_timeseries_engine.compute_portfolio(${portfolioId}) as r`;
+    return row!.r;
+  });
 }
 
 /** Portfolio rows as plain strings (numeric text as PostgreSQL prints it), for exact comparison. */

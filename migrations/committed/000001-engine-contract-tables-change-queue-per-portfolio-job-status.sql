@@ -1,0 +1,1838 @@
+--! Previous: -
+--! Hash: sha1:0c4cc3c138bc6552dc9cb1a1e2788f571d639187
+--! Message: engine: contract tables, change queue, per-portfolio job, status
+
+-- >>> sql/00_schemas.sql
+-- The engine's internals live apart from the contract tables: producers and readers only ever see
+-- the tables of the contract (docs/contract.md section 2); everything in
+-- `portfolio_timeseries_engine` may change between versions (docs/architecture.md says which
+-- objects are public).
+create schema if not exists portfolio_timeseries_engine;
+comment on schema portfolio_timeseries_engine is
+  'Internals of portfolio-timeseries: change queue, per-day state, epoch history, the job. Private: may change in any release.';
+
+-- >>> sql/01_refuse.sql
+-- Row checks that refuse bad input at write time are CHECK constraints of the form
+--   check (case when <condition> then true else refuse(<row key>, <message>) end)
+-- refuse() raises an error whose message names the row's key: a constraint violation alone would
+-- only name the constraint, and a producer loading a million rows needs to know which one is
+-- wrong. CASE (not OR) builds the message only for a failing row: building it for every row cost
+-- about 30% of a raw COPY.
+-- CHECK constraints run as the writing role, so every role may execute this function (it only
+-- raises); nothing else in the engine schema is executable by producers.
+create or replace function portfolio_timeseries_engine.refuse(p_row text, p_message text)
+returns boolean
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception '%: %', p_row, p_message using errcode = 'check_violation';
+end;
+$$;
+
+-- An invariant the engine relies on is broken: abort the statement (and the job's transaction)
+-- from inside a set-based statement rather than write a row built on it.
+create or replace function portfolio_timeseries_engine.internal_error(p_message text)
+returns integer
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception 'internal: %', p_message using errcode = 'XX000';
+end;
+$$;
+
+-- >>> sql/02_contract_tables.sql
+-- The contract tables (docs/contract.md section 2). Producers write plain INSERT/UPDATE/DELETE
+-- naming only these columns; anything the engine needs beyond them lives in
+-- portfolio_timeseries_engine. Table DDL: applied once by the initial migration, changed only by
+-- ALTERs in later migrations (docs/development.md).
+--
+-- No foreign keys between inputs on purpose: upstream services write in any order, and a
+-- reference that is missing for now (unknown instrument, unknown portfolio) blocks the day with a
+-- reason instead of refusing the row.
+--
+-- numeric(30, 10): 20 integer digits and 10 decimals. The type itself refuses infinities
+-- ("numeric field overflow"; COPY names the line and column); NaN is a valid numeric value, so
+-- every money, quantity and rate column refuses it explicitly, as every date column refuses
+-- 'infinity' and every identifier the empty string: values like these would otherwise be stored
+-- and either poison a sum or leave a day that can never be computed.
+
+create table public.portfolios (
+  portfolio_id text primary key,
+  base_currency text not null,
+  open_date date not null,
+  close_date date,
+  constraint portfolios_base_currency_check check (case when base_currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('portfolio %s', portfolio_id), format('base_currency must be 3 upper-case letters, got %s', quote_nullable(base_currency))) end),
+  constraint portfolios_values_check check (case
+    when portfolio_id <> '' and isfinite(open_date) and (close_date is null or isfinite(close_date)) then true
+    else portfolio_timeseries_engine.refuse(format('portfolio %s', quote_literal(portfolio_id)),
+      case when portfolio_id = '' then 'portfolio_id must not be empty'
+           else format('open_date and close_date must be finite dates, got %s and %s', open_date, coalesce(close_date::text, 'NULL')) end) end)
+);
+
+create table public.instruments (
+  security_id text primary key,
+  currency text not null,
+  name text,
+  constraint instruments_currency_check check (case when currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('instrument %s', security_id), format('currency must be 3 upper-case letters, got %s', quote_nullable(currency))) end),
+  constraint instruments_security_id_check check (case when security_id <> '' then true else portfolio_timeseries_engine.refuse(
+    format('instrument %s', quote_literal(security_id)), 'security_id must not be empty') end)
+);
+
+create table public.fx_rates (
+  from_currency text not null,
+  to_currency text not null,
+  rate_date date not null,
+  rate numeric(30, 10) not null,
+  primary key (from_currency, to_currency, rate_date),
+  constraint fx_rates_from_currency_check check (case when from_currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('fx rate %s->%s on %s', from_currency, to_currency, rate_date), format('from_currency must be 3 upper-case letters, got %s', quote_nullable(from_currency))) end),
+  constraint fx_rates_to_currency_check check (case when to_currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('fx rate %s->%s on %s', from_currency, to_currency, rate_date), format('to_currency must be 3 upper-case letters, got %s', quote_nullable(to_currency))) end),
+  -- NaN compares greater than every number in PostgreSQL, so "rate > 0" alone lets it through.
+  constraint fx_rates_rate_check check (case when rate > 0 and rate <> 'NaN' then true else portfolio_timeseries_engine.refuse(
+    format('fx rate %s->%s on %s', from_currency, to_currency, rate_date),
+    format('rate must be a number > 0, got %s', rate)) end),
+  constraint fx_rates_rate_date_check check (case when isfinite(rate_date) then true else portfolio_timeseries_engine.refuse(
+    format('fx rate %s->%s on %s', from_currency, to_currency, rate_date), format('rate_date must be a finite date, got %s', rate_date)) end)
+);
+
+create table public.cashflows (
+  transaction_id text primary key,
+  portfolio_id text not null,
+  security_id text,
+  cashflow_date date not null,
+  epoch integer not null default 0,
+  amount numeric(30, 10) not null,
+  currency text not null,
+  classification text not null,
+  timing text not null,
+  is_position_flow boolean not null,
+  is_portfolio_flow boolean not null,
+  constraint cashflows_currency_check check (case when currency ~ '^[A-Z]{3}$' then true else portfolio_timeseries_engine.refuse(
+    format('cash flow %s (portfolio %s, security %s, %s)',
+      transaction_id, portfolio_id, coalesce(security_id, 'NULL'), cashflow_date), format('currency must be 3 upper-case letters, got %s', quote_nullable(currency))) end),
+  constraint cashflows_timing_check check (case when timing in ('BOD', 'EOD') then true else portfolio_timeseries_engine.refuse(
+    format('cash flow %s (portfolio %s, security %s, %s)',
+      transaction_id, portfolio_id, coalesce(security_id, 'NULL'), cashflow_date),
+    format('timing must be BOD or EOD, got %s', coalesce(quote_literal(timing), 'NULL'))) end),
+  constraint cashflows_values_check check (case
+    when amount <> 'NaN' and isfinite(cashflow_date) and transaction_id <> '' and portfolio_id <> ''
+         and (security_id is null or security_id <> '') then true
+    else portfolio_timeseries_engine.refuse(
+      format('cash flow %s (portfolio %s, security %s, %s)',
+        quote_literal(transaction_id), quote_literal(portfolio_id), coalesce(quote_literal(security_id), 'NULL'), cashflow_date),
+      case when amount = 'NaN' then 'amount must be a number, got NaN'
+           when not isfinite(cashflow_date) then format('cashflow_date must be a finite date, got %s', cashflow_date)
+           else 'transaction_id, portfolio_id and security_id must not be empty' end) end)
+);
+create index cashflows_portfolio_date_idx on public.cashflows (portfolio_id, cashflow_date, security_id);
+create index cashflows_security_idx on public.cashflows (security_id) where security_id is not null;
+
+create table public.position_state (
+  portfolio_id text not null,
+  security_id text not null,
+  epoch integer not null default 0,
+  watermark_date date,
+  status text,
+  primary key (portfolio_id, security_id),
+  constraint position_state_epoch_check check (case when epoch >= 0 then true else portfolio_timeseries_engine.refuse(
+    format('position state (portfolio %s, security %s)', portfolio_id, security_id),
+    format('epoch must be >= 0, got %s', epoch)) end),
+  -- An epoch raised with watermark W starts on W + 1, which must be a date.
+  constraint position_state_watermark_check check (case
+    when (watermark_date is null or (isfinite(watermark_date) and watermark_date < '5874897-12-31'))
+         and portfolio_id <> '' and security_id <> '' then true
+    else portfolio_timeseries_engine.refuse(
+      format('position state (portfolio %s, security %s)', quote_literal(portfolio_id), quote_literal(security_id)),
+      case when portfolio_id = '' or security_id = '' then 'portfolio_id and security_id must not be empty'
+           else format('watermark_date must be a finite date before 5874897-12-31, got %s', watermark_date) end) end)
+);
+
+create table public.daily_position_snapshots (
+  id bigint generated by default as identity primary key,
+  portfolio_id text not null,
+  security_id text not null,
+  date date not null,
+  epoch integer not null default 0,
+  quantity numeric(30, 10) not null,
+  cost_basis numeric(30, 10),
+  cost_basis_local numeric(30, 10),
+  market_price numeric(30, 10),
+  market_value numeric(30, 10),
+  market_value_local numeric(30, 10),
+  valuation_status text not null default 'UNVALUED',
+  constraint daily_position_snapshots_key unique (portfolio_id, security_id, date, epoch),
+  constraint daily_position_snapshots_valuation_status_check check (case when valuation_status in ('UNVALUED', 'VALUED_CURRENT', 'VALUED_STALE', 'FAILED') then true else portfolio_timeseries_engine.refuse(
+    format('snapshot (portfolio %s, security %s, %s, epoch %s)', portfolio_id, security_id, date, epoch),
+    format('valuation_status must be UNVALUED, VALUED_CURRENT, VALUED_STALE or FAILED, got %s',
+      coalesce(quote_literal(valuation_status), 'NULL'))) end),
+  constraint daily_position_snapshots_values_check check (case
+    when quantity <> 'NaN' and (cost_basis is null or cost_basis <> 'NaN')
+         and (cost_basis_local is null or cost_basis_local <> 'NaN') and (market_price is null or market_price <> 'NaN')
+         and (market_value is null or market_value <> 'NaN') and (market_value_local is null or market_value_local <> 'NaN')
+         and epoch >= 0 and isfinite(date) and portfolio_id <> '' and security_id <> '' then true
+    else portfolio_timeseries_engine.refuse(
+      format('snapshot (portfolio %s, security %s, %s, epoch %s)', quote_literal(portfolio_id), quote_literal(security_id), date, epoch),
+      case when epoch < 0 then format('epoch must be >= 0, got %s', epoch)
+           when not isfinite(date) then format('date must be a finite date, got %s', date)
+           when portfolio_id = '' or security_id = '' then 'portfolio_id and security_id must not be empty'
+           else concat_ws(', ',
+             case when quantity = 'NaN' then 'quantity' end, case when cost_basis = 'NaN' then 'cost_basis' end,
+             case when cost_basis_local = 'NaN' then 'cost_basis_local' end, case when market_price = 'NaN' then 'market_price' end,
+             case when market_value = 'NaN' then 'market_value' end, case when market_value_local = 'NaN' then 'market_value_local' end)
+             || ' must be a number, got NaN' end) end)
+);
+-- (portfolio_id, date): a day's positions. (security_id): an instrument change finds its days.
+-- The unique key serves "the key's previous / next snapshot" (a backward or forward index scan).
+create index daily_position_snapshots_day_idx on public.daily_position_snapshots (portfolio_id, date);
+create index daily_position_snapshots_security_idx on public.daily_position_snapshots (security_id);
+
+create table public.daily_aggregation_manifest (
+  portfolio_id text not null,
+  aggregation_date date not null,
+  expected_count integer not null,
+  primary key (portfolio_id, aggregation_date),
+  constraint daily_aggregation_manifest_expected_count_check check (case when expected_count >= 0 then true else portfolio_timeseries_engine.refuse(
+    format('manifest (portfolio %s, %s)', portfolio_id, aggregation_date),
+    format('expected_count must be >= 0, got %s', expected_count)) end),
+  constraint daily_aggregation_manifest_values_check check (case
+    when isfinite(aggregation_date) and portfolio_id <> '' then true
+    else portfolio_timeseries_engine.refuse(format('manifest (portfolio %s, %s)', quote_literal(portfolio_id), aggregation_date),
+      case when portfolio_id = '' then 'portfolio_id must not be empty'
+           else format('aggregation_date must be a finite date, got %s', aggregation_date) end) end)
+);
+
+-- Outputs: written only by the engine.
+create table public.position_timeseries (
+  portfolio_id text not null,
+  security_id text not null,
+  date date not null,
+  epoch integer not null,
+  bod_market_value numeric(30, 10) not null,
+  bod_cashflow_position numeric(30, 10) not null,
+  eod_cashflow_position numeric(30, 10) not null,
+  bod_cashflow_portfolio numeric(30, 10) not null,
+  eod_cashflow_portfolio numeric(30, 10) not null,
+  eod_market_value numeric(30, 10) not null,
+  fees numeric(30, 10) not null,
+  quantity numeric(30, 10) not null,
+  cost numeric(30, 10) not null,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  primary key (portfolio_id, security_id, date)
+);
+create index position_timeseries_day_idx on public.position_timeseries (portfolio_id, date);
+
+create table public.portfolio_timeseries (
+  portfolio_id text not null,
+  date date not null,
+  epoch integer not null,
+  bod_market_value numeric(30, 10) not null,
+  bod_cashflow numeric(30, 10) not null,
+  eod_cashflow numeric(30, 10) not null,
+  eod_market_value numeric(30, 10) not null,
+  fees numeric(30, 10) not null,
+  position_count integer not null,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  primary key (portfolio_id, date)
+);
+
+-- >>> sql/03_engine_tables.sql
+-- Engine state (table DDL: applied once, changed only by ALTERs in later migrations).
+--
+-- The input triggers never decide what a change affects: they only record that something of a
+-- portfolio changed (`change`) or that reference data changed (`reference_change`). Deciding
+-- which days and positions a change affects, counting a day's positions and building the rows is
+-- done after the change has committed, by the per-portfolio job in one REPEATABLE READ snapshot
+-- (docs/architecture.md). A trigger that looked at other tables to decide what to touch would
+-- miss rows that another transaction has not committed yet; a job that runs after the commit and
+-- reads one snapshot sees every committed input, and any later commit leaves a change of its own.
+
+-- Changes of one portfolio not yet applied by its job. Append-only for producers (no unique key,
+-- so a producer never waits on a job, and a job never waits on a producer); the job deletes the
+-- rows it has read.
+--   kind  S  snapshot write on date_from, of the keys in securities at the epochs in epochs
+--            (a write at an epoch that is not the effective one changes nothing)
+--         C  cash flow write on date_from, of the keys in securities (NULL: portfolio-level)
+--         M  manifest write on date_from
+--         E  epoch change of securities[1] from date_from on
+--         P  portfolio row inserted, deleted or re-based: every declared day
+--         I  instrument securities[1] inserted, deleted or re-currencied (from reference_change)
+--         F  FX rate of currency -> base changed for dates date_from..date_to (from reference_change)
+--         A  everything of the portfolio (TRUNCATE of an input table)
+--         R  nothing changed, look again (the sweep's safety net)
+create table portfolio_timeseries_engine.change (
+  portfolio_id text not null,
+  kind "char" not null,
+  date_from date not null,
+  date_to date not null,
+  securities text[],
+  epochs integer[],
+  currency text
+);
+create index change_portfolio_idx on portfolio_timeseries_engine.change (portfolio_id);
+
+-- FX rates and instruments are shared by every portfolio. Which portfolios a change of theirs
+-- affects is decided after it has committed (fan_out), from one snapshot, for the same reason.
+create table portfolio_timeseries_engine.reference_change (
+  id bigint generated always as identity primary key,
+  kind "char" not null,          -- F: fx rate (from, to, rate_date), I: instrument (security_id)
+  security_id text,
+  from_currency text,
+  to_currency text,
+  rate_date date
+);
+
+-- One row per portfolio-day that has snapshots or a manifest row, as of the last job.
+--   position_count       securities with an effective snapshot that day (recounted by the job)
+--   expected_count       the manifest's expected_count; NULL = undeclared
+--   dirty                declared: the portfolio row is not current
+--   all_positions_dirty  every position row of the day must be rebuilt (a new day, a day that was
+--                        undeclared, an epoch change); otherwise dirty_position lists them
+--   blocked_reason       why the last job could not build the day
+create table portfolio_timeseries_engine.portfolio_day (
+  portfolio_id text not null,
+  date date not null,
+  position_count integer not null default 0,
+  expected_count integer,
+  dirty boolean not null default true,
+  all_positions_dirty boolean not null default true,
+  blocked_reason text,
+  computed_count bigint not null default 0,
+  computed_at timestamptz,
+  primary key (portfolio_id, date)
+);
+create index portfolio_day_declared_idx on portfolio_timeseries_engine.portfolio_day (portfolio_id, date)
+  where expected_count is not null;
+create index portfolio_day_dirty_idx on portfolio_timeseries_engine.portfolio_day (portfolio_id, date)
+  where dirty and expected_count is not null;
+
+-- Position days to rebuild on days that are not all_positions_dirty.
+create table portfolio_timeseries_engine.dirty_position (
+  portfolio_id text not null,
+  date date not null,
+  security_id text not null,
+  primary key (portfolio_id, date, security_id)
+);
+
+-- Epoch history: epoch `epoch` of the key applies from start_date ('-infinity' for the epoch a
+-- position_state row was inserted with). Epoch 0 from '-infinity' is implicit, so a key without
+-- rows here has only epoch-0 snapshots (a higher epoch is refused at write time).
+create table portfolio_timeseries_engine.epoch_start (
+  portfolio_id text not null,
+  security_id text not null,
+  epoch integer not null,
+  start_date date not null,
+  primary key (portfolio_id, security_id, epoch)
+);
+
+-- Per portfolio: the job's bookkeeping. `runs` is also the guard that detects a job whose
+-- snapshot predates another job's commit (both update this row; REPEATABLE READ refuses the
+-- second). A job that failed is retried after retry_at (back-off), so one bad portfolio cannot
+-- keep a worker busy.
+create table portfolio_timeseries_engine.portfolio_job (
+  portfolio_id text primary key,
+  runs bigint not null default 0,
+  portfolio_days bigint not null default 0,
+  position_days bigint not null default 0,
+  bod_updates bigint not null default 0,
+  last_run_at timestamptz,
+  failures integer not null default 0,
+  last_error text,
+  retry_at timestamptz
+);
+
+-- The same guard for fan_out (one row).
+create table portfolio_timeseries_engine.fan_out_guard (
+  id boolean primary key default true check (id),
+  runs bigint not null default 0
+);
+insert into portfolio_timeseries_engine.fan_out_guard default values;
+
+-- >>> sql/04_effective.sql
+-- Effective epoch (docs/contract.md section 3): for a date D the effective epoch of a key is the
+-- highest epoch whose start date is <= D, 0 when there is none. Only keys with an epoch history
+-- need this lookup: a key without epoch_start rows has only epoch-0 snapshots, all effective (a
+-- higher epoch is refused at write time). Queries therefore test `epoch = 0` for keys without
+-- history and call this function only for the few keys with one.
+create or replace function portfolio_timeseries_engine.effective_epoch(p_portfolio text, p_security text, p_date date)
+returns integer
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(max(e.epoch), 0)
+  from portfolio_timeseries_engine.epoch_start e
+  where e.portfolio_id = p_portfolio and e.security_id = p_security and e.start_date <= p_date
+$$;
+
+-- The keys of a portfolio that have an epoch history (normally none).
+create or replace function portfolio_timeseries_engine.epoch_keys(p_portfolio text)
+returns text[]
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(array_agg(distinct e.security_id), '{}')
+  from portfolio_timeseries_engine.epoch_start e
+  where e.portfolio_id = p_portfolio
+$$;
+
+-- A snapshot (or the snapshot a BOD comes from) that cannot be used: its reason, else NULL.
+create or replace function portfolio_timeseries_engine.unvalued_reason(
+  p_status text, p_market_value numeric, p_market_value_local numeric)
+returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when p_status in ('UNVALUED', 'FAILED') then 'valuation_status ' || p_status
+    when p_market_value is null then 'market_value is NULL'
+    when p_market_value_local is null then 'market_value_local is NULL'
+  end
+$$;
+
+-- >>> sql/05_enqueue.sql
+-- Waking the worker. A producer's transaction adds one graphile-worker job (task
+-- portfolio_timeseries:drain) with no job_key, whatever it wrote: the job starts after the
+-- commit, so it sees the transaction's changes, and it applies every pending change of every
+-- portfolio (see drain in docs/architecture.md). A job_key would make concurrent producers queue
+-- behind each other: every keyed add_job updates the one queued row and holds that row lock
+-- until its transaction ends.
+create or replace function portfolio_timeseries_engine.enqueue_drain()
+returns void
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  -- Once per transaction: the setting is transaction-local, and rolls back with a savepoint
+  -- together with the job it records.
+  if current_setting('portfolio_timeseries.drain_enqueued', true) is distinct from 'on' then
+    perform graphile_worker.add_job('portfolio_timeseries:drain', '{}'::json);
+    perform set_config('portfolio_timeseries.drain_enqueued', 'on', true);
+  end if;
+end;
+$$;
+
+-- >>> sql/06_input_triggers.sql
+-- Input triggers. Each one reduces its statement to rows of portfolio_timeseries_engine.change
+-- (or reference_change) and wakes the worker; none of them reads another table to decide what
+-- the change affects (the job decides that after the commit, see 03_engine_tables.sql). They are
+-- statement-level with transition tables (one call per statement, however many rows), and run as
+-- the engine's owner (SECURITY DEFINER) so that a producer needs rights on the contract tables
+-- only.
+
+-- daily_position_snapshots -------------------------------------------------------------------
+create or replace function portfolio_timeseries_engine.tg_snapshots()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_bad record;
+begin
+  if tg_op in ('INSERT', 'UPDATE') then
+    -- A snapshot above its key's current epoch is refused (contract section 3). Reading
+    -- position_state here is safe: epochs only go up, so a raise that has not committed yet can
+    -- only make this refuse a snapshot that its producer wrote too early.
+    select n.portfolio_id, n.security_id, n.date, n.epoch, coalesce(ps.epoch, 0) as current_epoch into v_bad
+    from new_rows n
+    left join public.position_state ps on ps.portfolio_id = n.portfolio_id and ps.security_id = n.security_id
+    where n.epoch > 0 and n.epoch > coalesce(ps.epoch, 0)
+    order by n.portfolio_id, n.security_id, n.date
+    limit 1;
+    if found then
+      raise exception 'snapshot (portfolio %, security %, %, epoch %): epoch is above the current epoch % of (portfolio %, security %)',
+        v_bad.portfolio_id, v_bad.security_id, v_bad.date, v_bad.epoch, v_bad.current_epoch,
+        v_bad.portfolio_id, v_bad.security_id
+        using errcode = 'check_violation';
+    end if;
+  end if;
+
+  if tg_op = 'INSERT' then
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, securities, epochs)
+    select n.portfolio_id, 'S', n.date, n.date, array_agg(n.security_id), array_agg(n.epoch)
+    from new_rows n group by n.portfolio_id, n.date;
+  elsif tg_op = 'UPDATE' then
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, securities, epochs)
+    select x.portfolio_id, 'S', x.date, x.date, array_agg(x.security_id), array_agg(x.epoch)
+    from (select o.portfolio_id, o.security_id, o.date, o.epoch from old_rows o
+          union all
+          select n.portfolio_id, n.security_id, n.date, n.epoch from new_rows n) x
+    group by x.portfolio_id, x.date;
+  else
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, securities, epochs)
+    select o.portfolio_id, 'S', o.date, o.date, array_agg(o.security_id), array_agg(o.epoch)
+    from old_rows o group by o.portfolio_id, o.date;
+  end if;
+  if found then
+    perform portfolio_timeseries_engine.enqueue_drain();
+  end if;
+  return null;
+end;
+$$;
+
+create or replace trigger snapshots_insert after insert on public.daily_position_snapshots
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_snapshots();
+create or replace trigger snapshots_update after update on public.daily_position_snapshots
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_snapshots();
+create or replace trigger snapshots_delete after delete on public.daily_position_snapshots
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_snapshots();
+
+-- cashflows ------------------------------------------------------------------------------------
+-- A flow changes its position day (security flows) or only its portfolio day (NULL security;
+-- securities then holds a NULL). There is no epoch filter on cash flows.
+create or replace function portfolio_timeseries_engine.tg_cashflows()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if tg_op = 'INSERT' then
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, securities)
+    select n.portfolio_id, 'C', n.cashflow_date, n.cashflow_date, array_agg(distinct n.security_id)
+    from new_rows n group by n.portfolio_id, n.cashflow_date;
+  elsif tg_op = 'UPDATE' then
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, securities)
+    select x.portfolio_id, 'C', x.cashflow_date, x.cashflow_date, array_agg(distinct x.security_id)
+    from (select o.portfolio_id, o.security_id, o.cashflow_date from old_rows o
+          union all
+          select n.portfolio_id, n.security_id, n.cashflow_date from new_rows n) x
+    group by x.portfolio_id, x.cashflow_date;
+  else
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, securities)
+    select o.portfolio_id, 'C', o.cashflow_date, o.cashflow_date, array_agg(distinct o.security_id)
+    from old_rows o group by o.portfolio_id, o.cashflow_date;
+  end if;
+  if found then
+    perform portfolio_timeseries_engine.enqueue_drain();
+  end if;
+  return null;
+end;
+$$;
+
+create or replace trigger cashflows_insert after insert on public.cashflows
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_cashflows();
+create or replace trigger cashflows_update after update on public.cashflows
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_cashflows();
+create or replace trigger cashflows_delete after delete on public.cashflows
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_cashflows();
+
+-- daily_aggregation_manifest ---------------------------------------------------------------------
+-- A manifest row declares its day; inserting, updating and deleting are all legal. The job reads
+-- the row itself after the commit, so the change only names the day (an UPDATE that leaves a row
+-- as it was names nothing).
+create or replace function portfolio_timeseries_engine.tg_manifest()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if tg_op = 'INSERT' then
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to)
+    select n.portfolio_id, 'M', n.aggregation_date, n.aggregation_date from new_rows n;
+  elsif tg_op = 'UPDATE' then
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to)
+    select x.portfolio_id, 'M', x.aggregation_date, x.aggregation_date
+    from (select o.portfolio_id, o.aggregation_date from old_rows o
+          where not exists (select 1 from new_rows n where n.portfolio_id = o.portfolio_id
+                              and n.aggregation_date = o.aggregation_date and n.expected_count = o.expected_count)
+          union
+          select n.portfolio_id, n.aggregation_date from new_rows n
+          where not exists (select 1 from old_rows o where o.portfolio_id = n.portfolio_id
+                              and o.aggregation_date = n.aggregation_date and o.expected_count = n.expected_count)) x;
+  else
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to)
+    select o.portfolio_id, 'M', o.aggregation_date, o.aggregation_date from old_rows o;
+  end if;
+  if found then
+    perform portfolio_timeseries_engine.enqueue_drain();
+  end if;
+  return null;
+end;
+$$;
+
+create or replace trigger manifest_insert after insert on public.daily_aggregation_manifest
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_manifest();
+create or replace trigger manifest_update after update on public.daily_aggregation_manifest
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_manifest();
+create or replace trigger manifest_delete after delete on public.daily_aggregation_manifest
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_manifest();
+
+-- position_state ---------------------------------------------------------------------------------
+-- Epochs only move up. Raising a key's epoch with UPDATE starts the new epoch at
+-- watermark_date + 1 (the watermark is the last date that stays valid); a row inserted with an
+-- epoch applies it to all dates. Writers of one key take turns on its position_state row, so the
+-- epoch history needs no other lock.
+
+-- A key change would make old and new rows impossible to pair (and would move an epoch history
+-- to another key): refused row by row, before anything is written.
+create or replace function portfolio_timeseries_engine.tg_position_state_key()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception 'position state (portfolio %, security %): changing portfolio_id or security_id is refused',
+    old.portfolio_id, old.security_id using errcode = 'check_violation';
+end;
+$$;
+
+create or replace trigger position_state_key before update on public.position_state
+  for each row when (old.portfolio_id is distinct from new.portfolio_id or old.security_id is distinct from new.security_id)
+  execute function portfolio_timeseries_engine.tg_position_state_key();
+
+create or replace function portfolio_timeseries_engine.tg_position_state()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_bad record;
+begin
+  if tg_op = 'DELETE' then
+    select o.portfolio_id, o.security_id into v_bad from old_rows o order by 1, 2 limit 1;
+    raise exception 'position state (portfolio %, security %): deleting a position_state row is refused (epochs only move up)',
+      v_bad.portfolio_id, v_bad.security_id using errcode = 'check_violation';
+  end if;
+
+  if tg_op = 'UPDATE' then
+    select n.portfolio_id, n.security_id, o.epoch as old_epoch, n.epoch as new_epoch into v_bad
+    from old_rows o join new_rows n using (portfolio_id, security_id)
+    where n.epoch < o.epoch or (n.epoch > o.epoch and n.watermark_date is null)
+    order by 1, 2 limit 1;
+    if found then
+      if v_bad.new_epoch < v_bad.old_epoch then
+        raise exception 'position state (portfolio %, security %): lowering the epoch from % to % is refused',
+          v_bad.portfolio_id, v_bad.security_id, v_bad.old_epoch, v_bad.new_epoch using errcode = 'check_violation';
+      end if;
+      raise exception 'position state (portfolio %, security %): raising the epoch from % to % needs a watermark_date',
+        v_bad.portfolio_id, v_bad.security_id, v_bad.old_epoch, v_bad.new_epoch using errcode = 'check_violation';
+    end if;
+
+    with raised as (
+      insert into portfolio_timeseries_engine.epoch_start (portfolio_id, security_id, epoch, start_date)
+      select n.portfolio_id, n.security_id, n.epoch, n.watermark_date + 1
+      from old_rows o join new_rows n using (portfolio_id, security_id)
+      where n.epoch > o.epoch
+      returning portfolio_id, security_id, start_date
+    )
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, securities)
+    select r.portfolio_id, 'E', r.start_date, 'infinity', array[r.security_id] from raised r;
+  else
+    with raised as (
+      insert into portfolio_timeseries_engine.epoch_start (portfolio_id, security_id, epoch, start_date)
+      select n.portfolio_id, n.security_id, n.epoch, '-infinity'
+      from new_rows n
+      where n.epoch > 0
+      returning portfolio_id, security_id, start_date
+    )
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, securities)
+    select r.portfolio_id, 'E', r.start_date, 'infinity', array[r.security_id] from raised r;
+  end if;
+  if found then
+    perform portfolio_timeseries_engine.enqueue_drain();
+  end if;
+  return null;
+end;
+$$;
+
+create or replace trigger position_state_insert after insert on public.position_state
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_position_state();
+create or replace trigger position_state_update after update on public.position_state
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_position_state();
+create or replace trigger position_state_delete after delete on public.position_state
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_position_state();
+
+-- portfolios -------------------------------------------------------------------------------------
+-- The base currency decides every conversion of a portfolio's days, and an unknown portfolio
+-- blocks them: inserting, deleting or re-basing a portfolio changes all its declared days (which
+-- ones is for its job to read). Other columns change nothing.
+create or replace function portfolio_timeseries_engine.tg_portfolios()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if tg_op = 'INSERT' then
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to)
+    select n.portfolio_id, 'P', '-infinity', 'infinity' from new_rows n;
+  elsif tg_op = 'UPDATE' then
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to)
+    select x.portfolio_id, 'P', '-infinity', 'infinity'
+    from (select o.portfolio_id from old_rows o
+          where not exists (select 1 from new_rows n where n.portfolio_id = o.portfolio_id and n.base_currency = o.base_currency)
+          union
+          select n.portfolio_id from new_rows n
+          where not exists (select 1 from old_rows o where o.portfolio_id = n.portfolio_id and o.base_currency = n.base_currency)) x;
+  else
+    insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to)
+    select o.portfolio_id, 'P', '-infinity', 'infinity' from old_rows o;
+  end if;
+  if found then
+    perform portfolio_timeseries_engine.enqueue_drain();
+  end if;
+  return null;
+end;
+$$;
+
+create or replace trigger portfolios_insert after insert on public.portfolios
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_portfolios();
+create or replace trigger portfolios_update after update on public.portfolios
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_portfolios();
+create or replace trigger portfolios_delete after delete on public.portfolios
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_portfolios();
+
+-- instruments ------------------------------------------------------------------------------------
+-- An instrument's currency decides the FX its positions need and the currency its cash flows
+-- must have; an unknown instrument blocks its days. Which portfolios hold it is decided after the
+-- commit (fan_out). A name change affects nothing.
+create or replace function portfolio_timeseries_engine.tg_instruments()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if tg_op = 'INSERT' then
+    insert into portfolio_timeseries_engine.reference_change (kind, security_id)
+    select 'I', n.security_id from new_rows n;
+  elsif tg_op = 'UPDATE' then
+    insert into portfolio_timeseries_engine.reference_change (kind, security_id)
+    select 'I', x.security_id
+    from (select o.security_id from old_rows o
+          where not exists (select 1 from new_rows n where n.security_id = o.security_id and n.currency = o.currency)
+          union
+          select n.security_id from new_rows n
+          where not exists (select 1 from old_rows o where o.security_id = n.security_id and o.currency = n.currency)) x;
+  else
+    insert into portfolio_timeseries_engine.reference_change (kind, security_id)
+    select 'I', o.security_id from old_rows o;
+  end if;
+  if found then
+    perform portfolio_timeseries_engine.enqueue_drain();
+  end if;
+  return null;
+end;
+$$;
+
+create or replace trigger instruments_insert after insert on public.instruments
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_instruments();
+create or replace trigger instruments_update after update on public.instruments
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_instruments();
+create or replace trigger instruments_delete after delete on public.instruments
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_instruments();
+
+-- fx_rates ---------------------------------------------------------------------------------------
+-- A rate (from, to, d) is the as-of rate of every date from d until the pair's next rate; which
+-- portfolios and days that reaches is decided after the commit (fan_out).
+create or replace function portfolio_timeseries_engine.tg_fx_rates()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if tg_op = 'INSERT' then
+    insert into portfolio_timeseries_engine.reference_change (kind, from_currency, to_currency, rate_date)
+    select 'F', n.from_currency, n.to_currency, n.rate_date from new_rows n where n.from_currency <> n.to_currency;
+  elsif tg_op = 'UPDATE' then
+    insert into portfolio_timeseries_engine.reference_change (kind, from_currency, to_currency, rate_date)
+    select 'F', x.from_currency, x.to_currency, x.rate_date
+    from (select o.from_currency, o.to_currency, o.rate_date from old_rows o
+          union
+          select n.from_currency, n.to_currency, n.rate_date from new_rows n) x
+    where x.from_currency <> x.to_currency;
+  else
+    insert into portfolio_timeseries_engine.reference_change (kind, from_currency, to_currency, rate_date)
+    select 'F', o.from_currency, o.to_currency, o.rate_date from old_rows o where o.from_currency <> o.to_currency;
+  end if;
+  if found then
+    perform portfolio_timeseries_engine.enqueue_drain();
+  end if;
+  return null;
+end;
+$$;
+
+create or replace trigger fx_rates_insert after insert on public.fx_rates
+  referencing new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_fx_rates();
+create or replace trigger fx_rates_update after update on public.fx_rates
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function portfolio_timeseries_engine.tg_fx_rates();
+create or replace trigger fx_rates_delete after delete on public.fx_rates
+  referencing old table as old_rows
+  for each statement execute function portfolio_timeseries_engine.tg_fx_rates();
+
+-- TRUNCATE ---------------------------------------------------------------------------------------
+-- TRUNCATE has no transition table: it changes everything of every portfolio the engine knows.
+-- It takes an ACCESS EXCLUSIVE lock, so it waits for every transaction that wrote the table and
+-- every job that read it; the portfolios this reads are then committed, or still named by the
+-- change rows of a job that has not committed (so they are found either way).
+-- position_state is the exception: deleting its rows is refused, so truncating it is too.
+create or replace function portfolio_timeseries_engine.tg_truncate()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if tg_table_name = 'position_state' then
+    raise exception 'position_state: TRUNCATE is refused (deleting a position_state row is refused: epochs only move up)'
+      using errcode = 'check_violation';
+  end if;
+  insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to)
+  select p.portfolio_id, 'A', '-infinity', 'infinity'
+  from (select d.portfolio_id from portfolio_timeseries_engine.portfolio_day d
+        union select c.portfolio_id from portfolio_timeseries_engine.change c
+        union select j.portfolio_id from portfolio_timeseries_engine.portfolio_job j) p;
+  perform portfolio_timeseries_engine.enqueue_drain();
+  return null;
+end;
+$$;
+
+create or replace trigger snapshots_truncate after truncate on public.daily_position_snapshots
+  for each statement execute function portfolio_timeseries_engine.tg_truncate();
+create or replace trigger cashflows_truncate after truncate on public.cashflows
+  for each statement execute function portfolio_timeseries_engine.tg_truncate();
+create or replace trigger manifest_truncate after truncate on public.daily_aggregation_manifest
+  for each statement execute function portfolio_timeseries_engine.tg_truncate();
+create or replace trigger fx_rates_truncate after truncate on public.fx_rates
+  for each statement execute function portfolio_timeseries_engine.tg_truncate();
+create or replace trigger instruments_truncate after truncate on public.instruments
+  for each statement execute function portfolio_timeseries_engine.tg_truncate();
+create or replace trigger portfolios_truncate after truncate on public.portfolios
+  for each statement execute function portfolio_timeseries_engine.tg_truncate();
+create or replace trigger position_state_truncate before truncate on public.position_state
+  for each statement execute function portfolio_timeseries_engine.tg_truncate();
+
+-- >>> sql/07_fan_out.sql
+-- Reference data (FX rates, instruments) is shared by every portfolio. Which portfolios a change
+-- of it affects is decided here, after the change has committed and from one REPEATABLE READ
+-- snapshot: a decision taken inside the writer's transaction would miss a portfolio whose
+-- snapshots or manifest another transaction had not committed yet, and nothing would look at
+-- that portfolio again. Run by the drain job before it computes portfolios.
+--
+-- A portfolio committed after this snapshot is not missed: its own change row makes its job run
+-- after its commit, which is after the reference change committed, so that job reads it.
+--
+-- Returns the number of reference changes applied, or -1 when another fan_out is running (that
+-- one will see these changes, or they wait for the next drain).
+create or replace function portfolio_timeseries_engine.fan_out()
+returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_refs portfolio_timeseries_engine.reference_change[];
+begin
+  if current_setting('transaction_isolation') <> 'repeatable read' then
+    raise exception 'portfolio_timeseries_engine.fan_out() must run in a REPEATABLE READ transaction';
+  end if;
+  if not pg_try_advisory_xact_lock(hashtextextended('portfolio_timeseries:fan_out', 0)) then
+    return -1;
+  end if;
+  -- Two fan_outs that both got the lock (one committed between the other's snapshot and its
+  -- lock) both update this row: REPEATABLE READ refuses the later one (40001), which retries.
+  update portfolio_timeseries_engine.fan_out_guard set runs = runs + 1;
+
+  with consumed as (
+    delete from portfolio_timeseries_engine.reference_change returning *
+  )
+  select coalesce(array_agg(c), '{}') into v_refs from consumed c;
+  if cardinality(v_refs) = 0 then
+    return 0;
+  end if;
+
+  -- FX (from, to, d): the rate of every date from d until the pair's next rate, for portfolios
+  -- based in `to` that have a declared day in that range. Their jobs keep only the days that
+  -- need `from` (an instrument of a position, or a NULL-security portfolio flow).
+  insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, currency)
+  select p.portfolio_id, 'F', r.rate_date, coalesce(r.until - 1, 'infinity'), r.from_currency
+  from (
+    select x.from_currency, x.to_currency, x.rate_date,
+      (select min(f.rate_date) from public.fx_rates f
+       where f.from_currency = x.from_currency and f.to_currency = x.to_currency and f.rate_date > x.rate_date) as until
+    from (select distinct r.from_currency, r.to_currency, r.rate_date from unnest(v_refs) r where r.kind = 'F') x
+  ) r
+  join public.portfolios p on p.base_currency = r.to_currency
+  where exists (
+    select 1 from public.daily_aggregation_manifest m
+    where m.portfolio_id = p.portfolio_id and m.aggregation_date >= r.rate_date
+      and (r.until is null or m.aggregation_date < r.until));
+
+  -- Instrument K: every portfolio with a snapshot or a cash flow of K, over the dates it has them.
+  insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, securities)
+  select x.portfolio_id, 'I', min(x.date), max(x.date), array[x.security_id]
+  from (
+    select s.portfolio_id, s.security_id, s.date from public.daily_position_snapshots s
+    where s.security_id in (select r.security_id from unnest(v_refs) r where r.kind = 'I')
+    union all
+    select c.portfolio_id, c.security_id, c.cashflow_date from public.cashflows c
+    where c.security_id in (select r.security_id from unnest(v_refs) r where r.kind = 'I')
+  ) x
+  group by x.portfolio_id, x.security_id;
+
+  return cardinality(v_refs);
+end;
+$$;
+
+-- >>> sql/08_day_reasons.sql
+-- Why a declared, complete portfolio-day cannot be computed (contract section 3, "Blocked, with a
+-- reason"): one row per blocked date with every reason, each naming the missing or bad item, so
+-- that status says exactly what to fix. A date without a row here is computable (the count check,
+-- "k positions exist but n declared", is the caller's: it needs the day's counters).
+--
+-- p_with_bod adds "the snapshot the BOD comes from is unvalued", one index probe per position.
+-- The job leaves it out and checks the BOD sources of the positions it rebuilds while it
+-- builds them (a position whose BOD source changes is always rebuilt); status asks for it.
+--
+-- Every lookup is an index probe keyed by (portfolio, security, date) or a scan of the given
+-- dates' rows, whatever the planner's statistics: the sets joined here are small per portfolio.
+create or replace function portfolio_timeseries_engine.day_reasons(
+  p_portfolio text, p_dates date[], p_with_bod boolean default true)
+returns table (date date, reason text)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  with hist as (
+    select portfolio_timeseries_engine.epoch_keys(p_portfolio) as keys
+  ), days as (
+    select distinct d as date from unnest(p_dates) d
+  ), pf as (
+    select p.base_currency from public.portfolios p where p.portfolio_id = p_portfolio
+  ), pos as materialized (
+    select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
+           i.currency as instrument_currency, i.security_id is not null as instrument_known
+    from public.daily_position_snapshots s
+    cross join hist h
+    left join public.instruments i on i.security_id = s.security_id
+    where s.portfolio_id = p_portfolio and s.date = any(p_dates)
+      and case when s.security_id = any(h.keys)
+               then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+               else s.epoch = 0 end
+  ), flows as materialized (
+    select c.transaction_id, c.security_id, c.cashflow_date, c.currency, c.is_portfolio_flow
+    from public.cashflows c
+    where c.portfolio_id = p_portfolio and c.cashflow_date = any(p_dates)
+  ), needed_fx as (
+    select distinct pos.date, pos.instrument_currency as currency from pos where pos.instrument_known
+    union
+    select f.cashflow_date, f.currency from flows f where f.security_id is null and f.is_portfolio_flow
+  ), reasons as (
+    select d.date, format('portfolio %s unknown', p_portfolio) as reason
+    from days d where not exists (select 1 from pf)
+    union all
+    select pos.date, format('instrument %s unknown', pos.security_id)
+    from pos where not pos.instrument_known
+    union all
+    select pos.date, format('snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, pos.date, pos.epoch,
+      portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local))
+    from pos
+    where portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local) is not null
+    union all
+    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch, b.unvalued)
+    from pos
+    cross join hist h
+    cross join lateral (
+      select s.date, s.epoch,
+        portfolio_timeseries_engine.unvalued_reason(s.valuation_status, s.market_value, s.market_value_local) as unvalued
+      from public.daily_position_snapshots s
+      where p_with_bod and s.portfolio_id = p_portfolio and s.security_id = pos.security_id and s.date < pos.date
+        and case when s.security_id = any(h.keys)
+                 then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                 else s.epoch = 0 end
+      order by s.date desc limit 1) b
+    where b.unvalued is not null
+    union all
+    -- A flow of a security without a position that day would vanish from the totals.
+    select f.cashflow_date, format('cash flow %s names security %s, which has no position on %s',
+      f.transaction_id, f.security_id, f.cashflow_date)
+    from flows f
+    where f.security_id is not null
+      and not exists (select 1 from pos where pos.security_id = f.security_id and pos.date = f.cashflow_date)
+    union all
+    select f.cashflow_date, format('cash flow %s currency %s differs from instrument %s currency %s',
+      f.transaction_id, f.currency, f.security_id, pos.instrument_currency)
+    from flows f
+    join pos on pos.security_id = f.security_id and pos.date = f.cashflow_date
+    where pos.instrument_known and f.currency <> pos.instrument_currency
+    union all
+    select n.date, format('FX rate %s->%s missing on or before %s', n.currency, pf.base_currency, n.date)
+    from needed_fx n cross join pf
+    where n.currency <> pf.base_currency
+      and not exists (select 1 from public.fx_rates r
+                      where r.from_currency = n.currency and r.to_currency = pf.base_currency and r.rate_date <= n.date)
+  )
+  select r.date, string_agg(distinct r.reason, '; ' order by r.reason) from reasons r group by r.date
+$$;
+
+-- >>> sql/09_compute.sql
+-- The job: apply a portfolio's pending changes, then compute every ready dirty day in date order,
+-- set-based. One call is one REPEATABLE READ transaction, so every read sees the same committed
+-- inputs and the rows it writes are exactly what the methodology gives for them; a change that
+-- commits meanwhile leaves a change row this call did not read, and the next call applies it.
+--
+-- "Ready" means declared, complete (position_count = expected_count), not blocked, and its
+-- previous declared day current (or computed earlier in the same call). The call takes the dirty
+-- declared days from the first one up to (not including) the first that is not ready. A day's
+-- EOD never depends on its BOD, so a run of days is one pass; a changed EOD updates the next
+-- declared day's BOD and stops there (the cascade's early cutoff).
+--
+-- The job never waits for a lock: the per-portfolio lock is tried, not awaited (a busy portfolio
+-- is left to the job that holds it), producers only append change rows, and outputs are written
+-- by jobs only. So a job can neither be the reason a producer waits nor part of a deadlock.
+
+-- Raised inside the set-based statements for a day that turns out not to be computable while it
+-- is being built (a BOD source that is unvalued, a total that does not fit the output columns):
+-- the statement stops, the call computes the days before it and records the reason.
+create or replace function portfolio_timeseries_engine.stop_day(p_date date, p_reason text)
+returns numeric
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception '%', p_reason using errcode = 'PTB01', detail = p_date::text;
+end;
+$$;
+
+create or replace function portfolio_timeseries_engine.compute_portfolio(p_portfolio text)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_changes portfolio_timeseries_engine.change[];
+  v_hist text[];
+  v_all boolean;
+  v_recount date[];
+  v_touch date[];
+  v_positions portfolio_timeseries_engine.change[];
+  v_snapshot_keys portfolio_timeseries_engine.change[];
+  v_first date;
+  v_candidates date[];
+  v_incomplete record;
+  v_stop date;
+  v_stop_reason text;
+  v_days date[];
+  v_all_dirty date[];
+  v_base text;
+  v_changed date[];
+  v_fix date[];
+  v_undeclared date[];
+  v_position_rows integer := 0;
+  v_bod_updates integer := 0;
+  v_caught_date date;
+  v_caught_reason text;
+  v_bad record;
+begin
+  if current_setting('transaction_isolation') <> 'repeatable read' then
+    raise exception 'portfolio_timeseries_engine.compute_portfolio(%) must run in a REPEATABLE READ transaction', p_portfolio;
+  end if;
+  if not pg_try_advisory_xact_lock(hashtextextended('portfolio_timeseries:' || p_portfolio, 0)) then
+    return jsonb_build_object('portfolio_id', p_portfolio, 'busy', true);
+  end if;
+  -- Guard: a job whose snapshot was taken before another job of this portfolio committed fails
+  -- here with a serialization error (40001) instead of working from stale rows; it is retried.
+  insert into portfolio_timeseries_engine.portfolio_job as j (portfolio_id, runs, last_run_at)
+  values (p_portfolio, 1, now())
+  on conflict (portfolio_id) do update set runs = j.runs + 1, last_run_at = now();
+
+  with consumed as (
+    delete from portfolio_timeseries_engine.change c where c.portfolio_id = p_portfolio returning c.*
+  )
+  select coalesce(array_agg(c), '{}') into v_changes from consumed c;
+
+  v_hist := portfolio_timeseries_engine.epoch_keys(p_portfolio);
+  v_all := exists (select 1 from unnest(v_changes) c where c.kind = 'A');
+
+  ---------------------------------------------------------------------------------------------
+  -- 1. What the changes affect, decided now (after their commits, in this snapshot).
+  ---------------------------------------------------------------------------------------------
+  -- Position days named by snapshot and cash flow changes, and every snapshot date of a key whose
+  -- epochs changed (its effective snapshot may have changed on each of them).
+  -- A snapshot write at an epoch that is not the key's effective one on that date changes
+  -- nothing: epochs only go up and their starts never move, so a snapshot that is not effective
+  -- now never was when it was written, or an epoch change made it ineffective since, and that
+  -- change is applied as such.
+  v_positions := array(
+    select distinct row(p_portfolio, 'S', c.date_from, c.date_from, array[k.security_id], null, null)::portfolio_timeseries_engine.change
+    from unnest(v_changes) c cross join lateral unnest(c.securities, c.epochs) k(security_id, epoch)
+    where c.kind = 'S'
+      and k.epoch = case when k.security_id = any(v_hist)
+                         then portfolio_timeseries_engine.effective_epoch(p_portfolio, k.security_id, c.date_from) else 0 end
+    union
+    select distinct row(p_portfolio, 'C', c.date_from, c.date_from, array[k.security_id], null, null)::portfolio_timeseries_engine.change
+    from unnest(v_changes) c cross join lateral unnest(c.securities) k(security_id)
+    where c.kind = 'C' and k.security_id is not null
+    union
+    -- An epoch change: every date from its start where the key has a snapshot (any epoch), has a
+    -- position row, or had a snapshot written in this batch (a snapshot deleted in the same
+    -- transaction as the raise has left no other trace).
+    select distinct row(p_portfolio, 'E', x.date, x.date, array[c.securities[1]], null, null)::portfolio_timeseries_engine.change
+    from unnest(v_changes) c
+    cross join lateral (
+      select s.date from public.daily_position_snapshots s
+      where s.portfolio_id = p_portfolio and s.security_id = c.securities[1] and s.date >= c.date_from
+      union
+      select pt.date from public.position_timeseries pt
+      where pt.portfolio_id = p_portfolio and pt.security_id = c.securities[1] and pt.date >= c.date_from
+      union
+      select w.date_from from unnest(v_changes) w
+      where w.kind = 'S' and c.securities[1] = any(w.securities) and w.date_from >= c.date_from
+    ) x
+    where c.kind = 'E');
+  -- Snapshot writes also change the BOD of the key's next position day.
+  v_snapshot_keys := array(
+    select p from unnest(v_positions) p where p.kind = 'S'
+    union
+    select row(p_portfolio, 'N', n.date, n.date, p.securities, null, null)::portfolio_timeseries_engine.change
+    from unnest(v_positions) p
+    cross join lateral (
+      select s.date from public.daily_position_snapshots s
+      where s.portfolio_id = p_portfolio and s.security_id = p.securities[1] and s.date > p.date_from
+        and case when s.security_id = any(v_hist)
+                 then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                 else s.epoch = 0 end
+      order by s.date limit 1) n
+    where p.kind = 'S');
+
+  -- Days whose counters are re-read: snapshot, manifest and epoch changes (everything for A).
+  v_recount := array(
+    select distinct x.date from (
+      select c.date_from as date from unnest(v_changes) c where c.kind = 'M'
+      union all
+      select p.date_from from unnest(v_positions) p where p.kind in ('S', 'E')
+      union all
+      select d.date from portfolio_timeseries_engine.portfolio_day d where v_all and d.portfolio_id = p_portfolio
+      union all
+      select s.date from public.daily_position_snapshots s where v_all and s.portfolio_id = p_portfolio
+      union all
+      select m.aggregation_date from public.daily_aggregation_manifest m where v_all and m.portfolio_id = p_portfolio
+    ) x);
+
+  with counted as (
+    select r.date,
+      (select count(*)::integer from public.daily_position_snapshots s
+       where s.portfolio_id = p_portfolio and s.date = r.date
+         and case when s.security_id = any(v_hist)
+                  then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                  else s.epoch = 0 end) as n,
+      (select m.expected_count from public.daily_aggregation_manifest m
+       where m.portfolio_id = p_portfolio and m.aggregation_date = r.date) as expected
+    from unnest(v_recount) r(date)
+  ), upserted as (
+    insert into portfolio_timeseries_engine.portfolio_day as pd
+      (portfolio_id, date, position_count, expected_count, dirty, all_positions_dirty)
+    select p_portfolio, c.date, c.n, c.expected, true, true from counted c
+    order by c.date
+    on conflict (portfolio_id, date) do update set
+      position_count = excluded.position_count,
+      expected_count = excluded.expected_count,
+      dirty = true,
+      -- An undeclared day has no rows; when it is declared again every position is built.
+      all_positions_dirty = pd.all_positions_dirty or excluded.expected_count is null or v_all,
+      blocked_reason = null
+    returning pd.date, pd.position_count, pd.expected_count
+  )
+  select coalesce(array_agg(u.date), '{}') into v_undeclared from upserted u where u.expected_count is null;
+
+  -- Neither snapshots nor a manifest row: the day no longer exists.
+  delete from portfolio_timeseries_engine.portfolio_day pd
+  where pd.portfolio_id = p_portfolio and pd.date = any(v_recount) and pd.position_count = 0 and pd.expected_count is null;
+
+  -- An undeclared day has no rows (contract section 2: deleting a day's manifest row removes
+  -- that day's portfolio row; its position rows go with it, they would go stale otherwise).
+  if cardinality(v_undeclared) > 0 then
+    delete from public.portfolio_timeseries pt where pt.portfolio_id = p_portfolio and pt.date = any(v_undeclared);
+    delete from public.position_timeseries pt where pt.portfolio_id = p_portfolio and pt.date = any(v_undeclared);
+    delete from portfolio_timeseries_engine.dirty_position dp where dp.portfolio_id = p_portfolio and dp.date = any(v_undeclared);
+  end if;
+
+  -- A deleted (or moved, or re-epoched away) effective snapshot removes its position row at once
+  -- (contract section 2), whether or not its day can be recomputed yet.
+  delete from public.position_timeseries pt
+  using (select p.securities[1] as security_id, p.date_from as date from unnest(v_snapshot_keys) p where p.kind = 'S') k
+  where pt.portfolio_id = p_portfolio and pt.security_id = k.security_id and pt.date = k.date
+    and not exists (
+      select 1 from public.daily_position_snapshots s
+      where s.portfolio_id = p_portfolio and s.security_id = k.security_id and s.date = k.date
+        and case when s.security_id = any(v_hist)
+                 then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                 else s.epoch = 0 end);
+  if v_all then
+    delete from public.position_timeseries pt
+    where pt.portfolio_id = p_portfolio
+      and not exists (
+        select 1 from public.daily_position_snapshots s
+        where s.portfolio_id = p_portfolio and s.security_id = pt.security_id and s.date = pt.date
+          and case when s.security_id = any(v_hist)
+                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                   else s.epoch = 0 end);
+  end if;
+
+  -- Position days to rebuild (on days that are not rebuilt whole anyway).
+  insert into portfolio_timeseries_engine.dirty_position (portfolio_id, date, security_id)
+  select distinct p_portfolio, p.date_from, p.securities[1]
+  from (select * from unnest(v_positions) union all select * from unnest(v_snapshot_keys)) p
+  join portfolio_timeseries_engine.portfolio_day pd
+    on pd.portfolio_id = p_portfolio and pd.date = p.date_from and not pd.all_positions_dirty
+  order by 2, 3
+  on conflict do nothing;
+
+  -- Days whose portfolio row is affected without a change of their counters.
+  v_touch := array(
+    select distinct x.date from (
+      select c.date_from as date from unnest(v_changes) c where c.kind = 'C'
+      union all
+      select p.date_from from unnest(v_snapshot_keys) p
+      union all
+      -- A manifest change moves "the previous declared day" of the next declared day.
+      select (select min(d.date) from portfolio_timeseries_engine.portfolio_day d
+              where d.portfolio_id = p_portfolio and d.expected_count is not null and d.date > c.date_from)
+      from unnest(v_changes) c where c.kind = 'M'
+      union all
+      select d.date from portfolio_timeseries_engine.portfolio_day d
+      where d.portfolio_id = p_portfolio and d.expected_count is not null
+        and exists (select 1 from unnest(v_changes) c where c.kind = 'P')
+      union all
+      -- An instrument change: the days in its range where the key has a position or a flow.
+      select d.date
+      from unnest(v_changes) c
+      join portfolio_timeseries_engine.portfolio_day d
+        on d.portfolio_id = p_portfolio and d.date between c.date_from and c.date_to
+      where c.kind = 'I'
+        and (exists (select 1 from public.daily_position_snapshots s
+                     where s.portfolio_id = p_portfolio and s.security_id = c.securities[1] and s.date = d.date)
+             or exists (select 1 from public.cashflows f
+                        where f.portfolio_id = p_portfolio and f.security_id = c.securities[1] and f.cashflow_date = d.date))
+      union all
+      -- An FX change: the declared days in its range that need the currency.
+      select d.date
+      from unnest(v_changes) c
+      join portfolio_timeseries_engine.portfolio_day d
+        on d.portfolio_id = p_portfolio and d.expected_count is not null and d.date between c.date_from and c.date_to
+      where c.kind = 'F'
+        and (exists (select 1 from public.daily_position_snapshots s
+                     join public.instruments i on i.security_id = s.security_id
+                     where s.portfolio_id = p_portfolio and s.date = d.date and i.currency = c.currency
+                       and case when s.security_id = any(v_hist)
+                                then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                                else s.epoch = 0 end)
+             or exists (select 1 from public.cashflows f
+                        where f.portfolio_id = p_portfolio and f.cashflow_date = d.date and f.security_id is null
+                          and f.is_portfolio_flow and f.currency = c.currency))
+    ) x
+    where x.date is not null);
+
+  update portfolio_timeseries_engine.portfolio_day pd
+  set dirty = true, blocked_reason = null
+  where pd.portfolio_id = p_portfolio and pd.date = any(v_touch)
+    and (not pd.dirty or pd.blocked_reason is not null);
+
+  ---------------------------------------------------------------------------------------------
+  -- 2. Which days can be computed now.
+  ---------------------------------------------------------------------------------------------
+  select min(pd.date) into v_first
+  from portfolio_timeseries_engine.portfolio_day pd
+  where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null;
+
+  if v_first is not null then
+    v_candidates := array(
+      select pd.date from portfolio_timeseries_engine.portfolio_day pd
+      where pd.portfolio_id = p_portfolio and pd.dirty and pd.expected_count is not null and pd.date >= v_first
+      order by pd.date);
+
+    select pd.date, pd.position_count, pd.expected_count into v_incomplete
+    from portfolio_timeseries_engine.portfolio_day pd
+    where pd.portfolio_id = p_portfolio and pd.date = any(v_candidates) and pd.position_count <> pd.expected_count
+    order by pd.date limit 1;
+
+    select b.date, b.reason into v_stop, v_stop_reason
+    from portfolio_timeseries_engine.day_reasons(p_portfolio, array(
+      select c from unnest(v_candidates) c where c < coalesce(v_incomplete.date, 'infinity')), false) b
+    order by b.date limit 1;
+
+    if v_stop is null and v_incomplete.date is not null then
+      v_stop := v_incomplete.date;
+      if v_incomplete.position_count > v_incomplete.expected_count then
+        v_stop_reason := format('%s positions exist but %s declared', v_incomplete.position_count, v_incomplete.expected_count);
+      end if;
+    end if;
+    v_days := array(select c from unnest(v_candidates) c where c < coalesce(v_stop, 'infinity') order by c);
+  else
+    v_days := '{}';
+  end if;
+
+  select p.base_currency into v_base from public.portfolios p where p.portfolio_id = p_portfolio;
+
+  ---------------------------------------------------------------------------------------------
+  -- 3. Build the rows of those days. A day found not computable while building (a BOD source
+  --    unvalued, a total that does not fit) ends the run before it: the block is a
+  --    subtransaction, undone and redone without that day and the days after it.
+  ---------------------------------------------------------------------------------------------
+  loop
+    exit when cardinality(v_days) = 0;
+    begin
+      v_all_dirty := array(
+        select pd.date from portfolio_timeseries_engine.portfolio_day pd
+        where pd.portfolio_id = p_portfolio and pd.date = any(v_days) and pd.all_positions_dirty);
+
+      -- Stage 1: the position rows to rebuild. BOD is the key's previous effective snapshot: the
+      -- window's previous row when it lies in the same segment of the run (a stretch of run days
+      -- with no other snapshot day of the portfolio between them), else one backward index probe.
+      insert into public.position_timeseries as pt (
+        portfolio_id, security_id, date, epoch, bod_market_value,
+        bod_cashflow_position, eod_cashflow_position, bod_cashflow_portfolio, eod_cashflow_portfolio,
+        eod_market_value, fees, quantity, cost)
+      with seg as (
+        select x.date, x.is_run,
+          sum(case when x.is_run then 0 else 1 end) over (order by x.date) as seg
+        from (
+          select d as date, true as is_run from unnest(v_days) d
+          union all
+          select pd.date, false from portfolio_timeseries_engine.portfolio_day pd
+          where pd.portfolio_id = p_portfolio and pd.date > v_days[1] and pd.date < v_days[cardinality(v_days)]
+            and pd.position_count > 0 and not (pd.date = any(v_days))
+        ) x
+      ), snaps as (
+        select s.security_id, s.date, s.epoch, s.quantity, s.cost_basis_local, s.market_value, s.market_value_local,
+               s.valuation_status, g.seg
+        from public.daily_position_snapshots s
+        join seg g on g.date = s.date and g.is_run
+        where s.portfolio_id = p_portfolio and s.date = any(v_days)
+          and case when s.security_id = any(v_hist)
+                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                   else s.epoch = 0 end
+      ), lagged as (
+        select sn.*,
+          lag(sn.date) over w as prev_date, lag(sn.epoch) over w as prev_epoch,
+          lag(sn.market_value_local) over w as prev_mvl, lag(sn.market_value) over w as prev_mv,
+          lag(sn.valuation_status) over w as prev_status
+        from snaps sn
+        window w as (partition by sn.seg, sn.security_id order by sn.date)
+      ), rebuild as (
+        select l.* from lagged l
+        where l.date = any(v_all_dirty)
+           or exists (select 1 from portfolio_timeseries_engine.dirty_position dp
+                      where dp.portfolio_id = p_portfolio and dp.date = l.date and dp.security_id = l.security_id)
+      ), bod as (
+        select r.*,
+          coalesce(r.prev_date, b.date) as bod_date, coalesce(r.prev_epoch, b.epoch) as bod_epoch,
+          case when r.prev_date is not null
+               then portfolio_timeseries_engine.unvalued_reason(r.prev_status, r.prev_mv, r.prev_mvl)
+               when b.date is not null
+               then portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local)
+          end as bod_unvalued,
+          case when r.prev_date is not null then r.prev_mvl else coalesce(b.market_value_local, 0) end as bod_value
+        from rebuild r
+        left join lateral (
+          select x.date, x.epoch, x.market_value_local, x.market_value, x.valuation_status
+          from public.daily_position_snapshots x
+          where r.prev_date is null
+            and x.portfolio_id = p_portfolio and x.security_id = r.security_id and x.date < r.date
+            and case when x.security_id = any(v_hist)
+                     then x.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, x.security_id, x.date)
+                     else x.epoch = 0 end
+          order by x.date desc limit 1) b on true
+      ), flows as (
+        select cf.security_id, cf.cashflow_date as date,
+          sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'BOD') as bod_position,
+          sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'EOD') as eod_position,
+          sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'BOD') as bod_portfolio,
+          sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'EOD') as eod_portfolio,
+          sum(abs(cf.amount)) filter (where cf.is_portfolio_flow and cf.classification = 'EXPENSE') as fees
+        from public.cashflows cf
+        where cf.portfolio_id = p_portfolio and cf.cashflow_date = any(v_days) and cf.security_id is not null
+        group by cf.security_id, cf.cashflow_date
+      ), vals as (
+        select b.security_id, b.date, b.epoch, b.bod_value, b.market_value_local, b.quantity, b.bod_unvalued,
+          b.bod_date, b.bod_epoch,
+          coalesce(f.bod_position, 0) as bod_position, coalesce(f.eod_position, 0) as eod_position,
+          coalesce(f.bod_portfolio, 0) as bod_portfolio, coalesce(f.eod_portfolio, 0) as eod_portfolio,
+          coalesce(f.fees, 0) as fees,
+          -- cost_basis_local / quantity rounded half away from zero at 10 places from the exact
+          -- quotient: the integer quotient of the value scaled by 10^10, plus one unit when the
+          -- remainder is at least half the divisor (dividing first would round twice).
+          case when b.quantity = 0 or b.cost_basis_local is null then 0::numeric
+               else (div(b.cost_basis_local * 10000000000, b.quantity)
+                     + case when 2 * abs(b.cost_basis_local * 10000000000
+                                         - div(b.cost_basis_local * 10000000000, b.quantity) * b.quantity) >= abs(b.quantity)
+                            then sign(b.cost_basis_local) * sign(b.quantity) else 0 end) / 10000000000
+          end as cost
+        from bod b
+        left join flows f on f.security_id = b.security_id and f.date = b.date
+      )
+      select p_portfolio, v.security_id, v.date, v.epoch,
+        case when v.bod_unvalued is null then v.bod_value
+             else portfolio_timeseries_engine.stop_day(v.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s',
+                    v.security_id, v.bod_date, v.bod_epoch, v.bod_unvalued)) end,
+        case when abs(v.bod_position) < 1e20 then v.bod_position else portfolio_timeseries_engine.stop_day(v.date,
+          format('position_timeseries.bod_cashflow_position of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.bod_position)) end,
+        case when abs(v.eod_position) < 1e20 then v.eod_position else portfolio_timeseries_engine.stop_day(v.date,
+          format('position_timeseries.eod_cashflow_position of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.eod_position)) end,
+        case when abs(v.bod_portfolio) < 1e20 then v.bod_portfolio else portfolio_timeseries_engine.stop_day(v.date,
+          format('position_timeseries.bod_cashflow_portfolio of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.bod_portfolio)) end,
+        case when abs(v.eod_portfolio) < 1e20 then v.eod_portfolio else portfolio_timeseries_engine.stop_day(v.date,
+          format('position_timeseries.eod_cashflow_portfolio of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.eod_portfolio)) end,
+        v.market_value_local,
+        case when abs(v.fees) < 1e20 then v.fees else portfolio_timeseries_engine.stop_day(v.date,
+          format('position_timeseries.fees of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.fees)) end,
+        v.quantity,
+        case when abs(v.cost) < 1e20 then v.cost else portfolio_timeseries_engine.stop_day(v.date,
+          format('position_timeseries.cost of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.cost)) end
+      from vals v
+      on conflict (portfolio_id, security_id, date) do update set
+        epoch = excluded.epoch,
+        bod_market_value = excluded.bod_market_value,
+        bod_cashflow_position = excluded.bod_cashflow_position,
+        eod_cashflow_position = excluded.eod_cashflow_position,
+        bod_cashflow_portfolio = excluded.bod_cashflow_portfolio,
+        eod_cashflow_portfolio = excluded.eod_cashflow_portfolio,
+        eod_market_value = excluded.eod_market_value,
+        fees = excluded.fees,
+        quantity = excluded.quantity,
+        cost = excluded.cost,
+        updated_at = now();
+      get diagnostics v_position_rows = row_count;
+
+      -- Rebuilt position days without an effective snapshot any more (an epoch change made it
+      -- ineffective; its row was kept as the last complete one until now).
+      delete from public.position_timeseries pt
+      where pt.portfolio_id = p_portfolio and pt.date = any(v_days)
+        and (pt.date = any(v_all_dirty)
+             or exists (select 1 from portfolio_timeseries_engine.dirty_position dp
+                        where dp.portfolio_id = p_portfolio and dp.date = pt.date and dp.security_id = pt.security_id))
+        and not exists (
+          select 1 from public.daily_position_snapshots s
+          where s.portfolio_id = p_portfolio and s.security_id = pt.security_id and s.date = pt.date
+            and case when s.security_id = any(v_hist)
+                     then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                     else s.epoch = 0 end);
+
+      -- Stage 2: one row per day of the run, from the day's effective snapshots (market_value is
+      -- already in the base currency) and its portfolio flows converted at the as-of rate. A
+      -- security flow is in its instrument's currency (a day where it is not is blocked), so
+      -- converting each flow at the rate of its own currency is the methodology's
+      -- "position flows x rate(instrument currency)", summed.
+      with days as (
+        select d as date from unnest(v_days) d
+      ), positions as (
+        select s.date, count(*)::integer as n, sum(s.market_value) as eod, max(s.epoch) as epoch
+        from public.daily_position_snapshots s
+        where s.portfolio_id = p_portfolio and s.date = any(v_days)
+          and case when s.security_id = any(v_hist)
+                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                   else s.epoch = 0 end
+        group by s.date
+      ), flows as (
+        select c.cashflow_date as date, c.currency,
+          sum(c.amount) filter (where c.timing = 'BOD') as bod,
+          sum(c.amount) filter (where c.timing = 'EOD') as eod,
+          sum(abs(c.amount)) filter (where c.classification = 'EXPENSE') as fees
+        from public.cashflows c
+        where c.portfolio_id = p_portfolio and c.cashflow_date = any(v_days) and c.is_portfolio_flow
+        group by c.cashflow_date, c.currency
+      ), converted as (
+        select f.date,
+          sum(f.bod * r.rate) as bod, sum(f.eod * r.rate) as eod, sum(f.fees * r.rate) as fees
+        from flows f
+        cross join lateral (
+          select case when f.currency = v_base then 1::numeric else coalesce((
+            select x.rate from public.fx_rates x
+            where x.from_currency = f.currency and x.to_currency = v_base and x.rate_date <= f.date
+            order by x.rate_date desc limit 1),
+            portfolio_timeseries_engine.internal_error(format('portfolio %s, %s: no %s->%s rate for a day that was not blocked',
+              p_portfolio, f.date, f.currency, v_base))) end as rate) r
+        group by f.date
+      ), vals as (
+        select d.date, pd.position_count,
+          coalesce(p.n, 0) as n, coalesce(p.epoch, 0) as epoch, round(coalesce(p.eod, 0), 10) as eod,
+          round(coalesce(cv.bod, 0), 10) as bod_cashflow, round(coalesce(cv.eod, 0), 10) as eod_cashflow,
+          round(coalesce(cv.fees, 0), 10) as fees,
+          (select max(m.date) from portfolio_timeseries_engine.portfolio_day m
+           where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date < d.date) as prev_date
+        from days d
+        join portfolio_timeseries_engine.portfolio_day pd on pd.portfolio_id = p_portfolio and pd.date = d.date
+        left join positions p on p.date = d.date
+        left join converted cv on cv.date = d.date
+      ), old as (
+        select pt.date, pt.eod_market_value
+        from public.portfolio_timeseries pt
+        where pt.portfolio_id = p_portfolio and pt.date = any(v_days)
+      ), upserted as (
+        insert into public.portfolio_timeseries as pt (
+          portfolio_id, date, epoch, bod_market_value, bod_cashflow, eod_cashflow, eod_market_value, fees, position_count)
+        select p_portfolio, v.date, v.epoch,
+          case
+            when v.prev_date is null then 0
+            when v.prev_date = any(v_days) then (select v2.eod from vals v2 where v2.date = v.prev_date)
+            else coalesce((select pp.eod_market_value from public.portfolio_timeseries pp
+                           where pp.portfolio_id = p_portfolio and pp.date = v.prev_date),
+                          portfolio_timeseries_engine.internal_error(format(
+                            'portfolio %s, %s: the previous declared day %s is current but has no row', p_portfolio, v.date, v.prev_date)))
+          end,
+          case when abs(v.bod_cashflow) < 1e20 then v.bod_cashflow else portfolio_timeseries_engine.stop_day(v.date,
+            format('portfolio_timeseries.bod_cashflow on %s is %s, which does not fit numeric(30,10)', v.date, v.bod_cashflow)) end,
+          case when abs(v.eod_cashflow) < 1e20 then v.eod_cashflow else portfolio_timeseries_engine.stop_day(v.date,
+            format('portfolio_timeseries.eod_cashflow on %s is %s, which does not fit numeric(30,10)', v.date, v.eod_cashflow)) end,
+          case when abs(v.eod) < 1e20 then v.eod else portfolio_timeseries_engine.stop_day(v.date,
+            format('portfolio_timeseries.eod_market_value on %s is %s, which does not fit numeric(30,10)', v.date, v.eod)) end,
+          case when abs(v.fees) < 1e20 then v.fees else portfolio_timeseries_engine.stop_day(v.date,
+            format('portfolio_timeseries.fees on %s is %s, which does not fit numeric(30,10)', v.date, v.fees)) end,
+          -- The day's counter and its effective snapshots agree, or this is an engine bug that
+          -- must not become a row built from part of the day.
+          case when v.n = v.position_count then v.n else portfolio_timeseries_engine.internal_error(format(
+            'portfolio %s, %s: %s effective snapshots but a counter of %s', p_portfolio, v.date, v.n, v.position_count)) end
+        from vals v
+        on conflict (portfolio_id, date) do update set
+          epoch = excluded.epoch,
+          bod_market_value = excluded.bod_market_value,
+          bod_cashflow = excluded.bod_cashflow,
+          eod_cashflow = excluded.eod_cashflow,
+          eod_market_value = excluded.eod_market_value,
+          fees = excluded.fees,
+          position_count = excluded.position_count,
+          updated_at = now()
+        returning pt.date, pt.eod_market_value
+      )
+      select coalesce(array_agg(u.date order by u.date), '{}') into v_changed
+      from upserted u left join old o on o.date = u.date
+      where o.eod_market_value is distinct from u.eod_market_value;
+
+      exit;
+    exception when sqlstate 'PTB01' then
+      get stacked diagnostics v_caught_reason = message_text, v_caught_date = pg_exception_detail;
+      -- Every reason of that day, for status: the BOD sources of all its positions, and what
+      -- stopped the statement.
+      select string_agg(distinct r, '; ' order by r) into v_stop_reason
+      from (select b.reason as r from portfolio_timeseries_engine.day_reasons(p_portfolio, array[v_caught_date], true) b
+            union select v_caught_reason) x;
+      v_stop := v_caught_date;
+      v_days := array(select d from unnest(v_days) d where d < v_caught_date order by d);
+    end;
+  end loop;
+
+  if cardinality(v_days) > 0 then
+    -- Every rebuilt day has exactly its positions' rows.
+    select d.date, pd.position_count, (select count(*) from public.position_timeseries pt
+                                       where pt.portfolio_id = p_portfolio and pt.date = d.date) as n into v_bad
+    from unnest(v_days) d(date)
+    join portfolio_timeseries_engine.portfolio_day pd on pd.portfolio_id = p_portfolio and pd.date = d.date
+    where pd.position_count <> (select count(*) from public.position_timeseries pt
+                                where pt.portfolio_id = p_portfolio and pt.date = d.date)
+    limit 1;
+    if found then
+      perform portfolio_timeseries_engine.internal_error(format('portfolio %s, %s: %s positions but %s position rows',
+        p_portfolio, v_bad.date, v_bad.position_count, v_bad.n));
+    end if;
+
+    -- Cascade with early cutoff: the next declared day of a day whose EOD changed, when it is
+    -- not in this run and not behind a day that stays dirty, takes the new EOD as its BOD;
+    -- nothing beyond it changes (a day's EOD does not depend on its BOD).
+    v_fix := array(
+      select x.next_date from (
+        select (select min(m.date) from portfolio_timeseries_engine.portfolio_day m
+                where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date > c.date) as next_date
+        from unnest(v_changed) c(date)) x
+      where x.next_date is not null and not (x.next_date = any(v_days)) and x.next_date < coalesce(v_stop, 'infinity'));
+    if cardinality(v_fix) > 0 then
+      update public.portfolio_timeseries pt
+      set bod_market_value = prev.eod_market_value, updated_at = now()
+      from unnest(v_fix) f(date)
+      cross join lateral (
+        select pp.eod_market_value from public.portfolio_timeseries pp
+        where pp.portfolio_id = p_portfolio and pp.date < f.date
+        order by pp.date desc limit 1) prev
+      where pt.portfolio_id = p_portfolio and pt.date = f.date
+        and pt.bod_market_value is distinct from prev.eod_market_value;
+      get diagnostics v_bod_updates = row_count;
+    end if;
+
+    delete from portfolio_timeseries_engine.dirty_position dp
+    where dp.portfolio_id = p_portfolio and dp.date = any(v_days);
+    update portfolio_timeseries_engine.portfolio_day pd
+    set dirty = false, all_positions_dirty = false, blocked_reason = null,
+        computed_count = pd.computed_count + 1, computed_at = now()
+    where pd.portfolio_id = p_portfolio and pd.date = any(v_days);
+  end if;
+
+  if v_stop is not null then
+    update portfolio_timeseries_engine.portfolio_day pd
+    set blocked_reason = v_stop_reason
+    where pd.portfolio_id = p_portfolio and pd.date = v_stop
+      and pd.blocked_reason is distinct from v_stop_reason;
+  end if;
+
+  update portfolio_timeseries_engine.portfolio_job j
+  set portfolio_days = j.portfolio_days + cardinality(v_days),
+      position_days = j.position_days + v_position_rows,
+      bod_updates = j.bod_updates + v_bod_updates,
+      failures = 0, last_error = null, retry_at = null
+  where j.portfolio_id = p_portfolio;
+
+  return jsonb_build_object(
+    'portfolio_id', p_portfolio,
+    'changes', cardinality(v_changes),
+    'portfolio_days', cardinality(v_days),
+    'position_days', v_position_rows,
+    'bod_updates', v_bod_updates,
+    'stopped_at', v_stop,
+    'stop_reason', v_stop_reason);
+end;
+$$;
+
+-- >>> sql/10_status.sql
+-- Status of every portfolio-day (docs/contract.md section 5), and what the drain and the sweep
+-- need to find work.
+
+-- The earliest date each portfolio's pending (not yet applied) changes can affect, including
+-- reference changes not yet fanned out. Every declared day from that date on is not current
+-- until the portfolio's job has run: a pending change at D can move the BOD of any later day.
+create or replace function portfolio_timeseries_engine.pending_from(p_portfolio text default null)
+returns table (portfolio_id text, from_date date)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select x.portfolio_id, min(x.from_date)
+  from (
+    select c.portfolio_id, case when c.kind in ('P', 'A') then '-infinity'::date else c.date_from end as from_date
+    from portfolio_timeseries_engine.change c
+    where p_portfolio is null or c.portfolio_id = p_portfolio
+    union all
+    select p.portfolio_id, r.rate_date
+    from portfolio_timeseries_engine.reference_change r
+    join public.portfolios p on p.base_currency = r.to_currency
+    where r.kind = 'F' and (p_portfolio is null or p.portfolio_id = p_portfolio)
+    union all
+    select s.portfolio_id, s.date
+    from portfolio_timeseries_engine.reference_change r
+    join public.daily_position_snapshots s on s.security_id = r.security_id
+    where r.kind = 'I' and (p_portfolio is null or s.portfolio_id = p_portfolio)
+    union all
+    select c.portfolio_id, c.cashflow_date
+    from portfolio_timeseries_engine.reference_change r
+    join public.cashflows c on c.security_id = r.security_id
+    where r.kind = 'I' and (p_portfolio is null or c.portfolio_id = p_portfolio)
+  ) x
+  group by x.portfolio_id
+$$;
+
+-- States, decided per portfolio in date order:
+--   undeclared            snapshots but no manifest row
+--   waiting               fewer positions than declared ("k of n")
+--   blocked               more positions than declared, or the day cannot be computed (the reason)
+--   waiting_previous_day  an earlier declared day is not current (the first such day is named)
+--   queued                ready, not computed yet (or changed since it was computed)
+--   current               the row equals what the methodology gives for the committed inputs
+-- Days a pending change may affect are counted and checked from the inputs here, as the job will
+-- do, so a day says why it cannot be computed before any worker has run.
+create or replace function portfolio_timeseries_engine.status(p_portfolio text default null)
+returns table (portfolio_id text, date date, state text, detail text, has_row boolean)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  with pending as (
+    select * from portfolio_timeseries_engine.pending_from(p_portfolio)
+  ), hist as (
+    select distinct e.portfolio_id, e.security_id from portfolio_timeseries_engine.epoch_start e
+    where p_portfolio is null or e.portfolio_id = p_portfolio
+  ), live as (
+    select d.portfolio_id, d.date,
+      (select count(*)::integer from public.daily_position_snapshots s
+       where s.portfolio_id = d.portfolio_id and s.date = d.date
+         and case when exists (select 1 from hist h where h.portfolio_id = s.portfolio_id and h.security_id = s.security_id)
+                  then s.epoch = portfolio_timeseries_engine.effective_epoch(s.portfolio_id, s.security_id, s.date)
+                  else s.epoch = 0 end) as position_count,
+      (select m.expected_count from public.daily_aggregation_manifest m
+       where m.portfolio_id = d.portfolio_id and m.aggregation_date = d.date) as expected_count
+    from (
+      select s.portfolio_id, s.date
+      from public.daily_position_snapshots s join pending p on p.portfolio_id = s.portfolio_id and s.date >= p.from_date
+      union
+      select m.portfolio_id, m.aggregation_date
+      from public.daily_aggregation_manifest m join pending p on p.portfolio_id = m.portfolio_id and m.aggregation_date >= p.from_date
+    ) d
+  ), days as (
+    select pd.portfolio_id, pd.date, pd.position_count, pd.expected_count, pd.dirty, pd.blocked_reason, false as live
+    from portfolio_timeseries_engine.portfolio_day pd
+    left join pending p on p.portfolio_id = pd.portfolio_id
+    where (p_portfolio is null or pd.portfolio_id = p_portfolio)
+      and (p.from_date is null or pd.date < p.from_date)
+    union all
+    select l.portfolio_id, l.date, l.position_count, l.expected_count, true, null, true
+    from live l
+  ), ordered as (
+    select d.*,
+      min(d.date) filter (where d.dirty and d.expected_count is not null)
+        over (partition by d.portfolio_id order by d.date rows between unbounded preceding and 1 preceding)
+        as first_not_current_before
+    from days d
+    where d.expected_count is not null or d.position_count > 0
+  ), live_reasons as (
+    -- The first not-current declared day of a portfolio whose state depends on pending changes.
+    select o.portfolio_id, o.date, r.reason
+    from ordered o
+    cross join lateral portfolio_timeseries_engine.day_reasons(o.portfolio_id, array[o.date], true) r
+    where o.live and o.dirty and o.expected_count is not null and o.position_count = o.expected_count
+      and o.first_not_current_before is null
+  ), decided as (
+    select o.portfolio_id, o.date, o.position_count, o.expected_count, o.first_not_current_before,
+      coalesce(lr.reason, o.blocked_reason) as reason,
+      case
+        when o.expected_count is null then 'undeclared'
+        when o.position_count < o.expected_count then 'waiting'
+        when o.position_count > o.expected_count then 'blocked'
+        when o.first_not_current_before is not null then 'waiting_previous_day'
+        when not o.dirty then 'current'
+        when coalesce(lr.reason, o.blocked_reason) is not null then 'blocked'
+        else 'queued'
+      end as state
+    from ordered o
+    left join live_reasons lr on lr.portfolio_id = o.portfolio_id and lr.date = o.date
+  )
+  select x.portfolio_id, x.date, x.state,
+    case x.state
+      when 'undeclared' then format('%s positions, no manifest row', x.position_count)
+      when 'waiting' then format('%s of %s', x.position_count, x.expected_count)
+      when 'blocked' then case when x.position_count > x.expected_count
+        then format('%s positions exist but %s declared', x.position_count, x.expected_count) else x.reason end
+      when 'waiting_previous_day' then format('waiting for %s', x.first_not_current_before)
+      when 'queued' then coalesce((
+        select format('ready; the last job failed (%s), retried after %s', j.last_error, j.retry_at)
+        from portfolio_timeseries_engine.portfolio_job j
+        where j.portfolio_id = x.portfolio_id and j.failures > 0), 'ready, not computed yet')
+      else null
+    end as detail,
+    exists (select 1 from public.portfolio_timeseries pt
+            where pt.portfolio_id = x.portfolio_id and pt.date = x.date) as has_row
+  from decided x
+  order by x.portfolio_id, x.date
+$$;
+
+-- Portfolios with pending changes whose job is not in back-off after a failure, in random order
+-- (concurrent drains then rarely try the same portfolio at once).
+create or replace function portfolio_timeseries_engine.pending_portfolios(p_limit integer default 1000)
+returns table (portfolio_id text)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select p.portfolio_id
+  from (select distinct c.portfolio_id from portfolio_timeseries_engine.change c) p
+  left join portfolio_timeseries_engine.portfolio_job j on j.portfolio_id = p.portfolio_id
+  where j.retry_at is null or j.retry_at <= now()
+  order by random()
+  limit p_limit
+$$;
+
+-- A job that failed (an unexpected error, not a blocked day): its transaction rolled back, so
+-- its changes are pending again; it is retried after a back-off (1 s doubling to 5 min) and
+-- status shows the error meanwhile.
+create or replace function portfolio_timeseries_engine.record_failure(p_portfolio text, p_error text)
+returns timestamptz
+language sql
+set search_path = pg_catalog, pg_temp
+as $$
+  insert into portfolio_timeseries_engine.portfolio_job as j (portfolio_id, failures, last_error, retry_at)
+  values (p_portfolio, 1, p_error, now() + interval '1 second')
+  on conflict (portfolio_id) do update set
+    failures = j.failures + 1,
+    last_error = excluded.last_error,
+    retry_at = now() + least(interval '5 minutes', interval '1 second' * power(2, least(j.failures, 16)))
+  returning retry_at
+$$;
+
+-- Safety net, run by the crontab task every minute and when a worker starts: wake a drain when
+-- anything is pending (work left by a killed worker, a failed job due for its retry), and give a
+-- portfolio whose first dirty declared day is ready but has no pending change (it cannot happen
+-- by design; this is a net) a change that makes its job look again. Returns how many portfolios
+-- have pending work.
+create or replace function portfolio_timeseries_engine.sweep()
+returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_stuck integer;
+  v_pending integer;
+begin
+  insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to)
+  select f.portfolio_id, 'R', f.date, f.date
+  from (
+    select distinct on (pd.portfolio_id) pd.portfolio_id, pd.date, pd.position_count, pd.expected_count, pd.blocked_reason
+    from portfolio_timeseries_engine.portfolio_day pd
+    where pd.dirty and pd.expected_count is not null
+    order by pd.portfolio_id, pd.date
+  ) f
+  where f.position_count = f.expected_count and f.blocked_reason is null
+    and not exists (select 1 from portfolio_timeseries_engine.change c where c.portfolio_id = f.portfolio_id);
+  get diagnostics v_stuck = row_count;
+
+  select count(distinct c.portfolio_id)::integer into v_pending from portfolio_timeseries_engine.change c;
+  if v_pending > 0 or exists (select 1 from portfolio_timeseries_engine.reference_change) then
+    perform graphile_worker.add_job('portfolio_timeseries:drain', '{}'::json,
+      job_key := 'portfolio_timeseries:sweep', job_key_mode := 'replace');
+  end if;
+  return v_pending;
+end;
+$$;
+
+-- >>> sql/11_seal.sql
+-- seal_portfolio_day(portfolio, date): declare the day complete with the positions that have an
+-- effective snapshot now, i.e. those committed, plus the caller's own uncommitted ones. A
+-- snapshot another transaction has not committed yet is not counted: if it commits later the day
+-- has more positions than declared and is blocked with that reason until the manifest is
+-- corrected (seal again) or the snapshot removed. Producers normally seal in the transaction that
+-- wrote the day, or after it committed. Callable unqualified (it lives in public); runs as the
+-- engine's owner so a producer needs no rights on the engine schema.
+create or replace function public.seal_portfolio_day(p_portfolio_id text, p_date date)
+returns integer
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_hist text[] := portfolio_timeseries_engine.epoch_keys(p_portfolio_id);
+  v_count integer;
+begin
+  select count(*)::integer into v_count
+  from public.daily_position_snapshots s
+  where s.portfolio_id = p_portfolio_id and s.date = p_date
+    and case when s.security_id = any(v_hist)
+             then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio_id, s.security_id, s.date)
+             else s.epoch = 0 end;
+  insert into public.daily_aggregation_manifest as m (portfolio_id, aggregation_date, expected_count)
+  values (p_portfolio_id, p_date, v_count)
+  on conflict (portfolio_id, aggregation_date) do update set expected_count = excluded.expected_count;
+  return v_count;
+end;
+$$;
+comment on function public.seal_portfolio_day(text, date) is
+  'Declare (portfolio, date) complete with the positions that have an effective snapshot now; returns that count.';

@@ -1,0 +1,88 @@
+-- Why a declared, complete portfolio-day cannot be computed (contract section 3, "Blocked, with a
+-- reason"): one row per blocked date with every reason, each naming the missing or bad item, so
+-- that status says exactly what to fix. A date without a row here is computable (the count check,
+-- "k positions exist but n declared", is the caller's: it needs the day's counters).
+--
+-- p_with_bod adds "the snapshot the BOD comes from is unvalued", one index probe per position.
+-- The job leaves it out and checks the BOD sources of the positions it rebuilds while it
+-- builds them (a position whose BOD source changes is always rebuilt); status asks for it.
+--
+-- Every lookup is an index probe keyed by (portfolio, security, date) or a scan of the given
+-- dates' rows, whatever the planner's statistics: the sets joined here are small per portfolio.
+create or replace function portfolio_timeseries_engine.day_reasons(
+  p_portfolio text, p_dates date[], p_with_bod boolean default true)
+returns table (date date, reason text)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  with hist as (
+    select portfolio_timeseries_engine.epoch_keys(p_portfolio) as keys
+  ), days as (
+    select distinct d as date from unnest(p_dates) d
+  ), pf as (
+    select p.base_currency from public.portfolios p where p.portfolio_id = p_portfolio
+  ), pos as materialized (
+    select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
+           i.currency as instrument_currency, i.security_id is not null as instrument_known
+    from public.daily_position_snapshots s
+    cross join hist h
+    left join public.instruments i on i.security_id = s.security_id
+    where s.portfolio_id = p_portfolio and s.date = any(p_dates)
+      and case when s.security_id = any(h.keys)
+               then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+               else s.epoch = 0 end
+  ), flows as materialized (
+    select c.transaction_id, c.security_id, c.cashflow_date, c.currency, c.is_portfolio_flow
+    from public.cashflows c
+    where c.portfolio_id = p_portfolio and c.cashflow_date = any(p_dates)
+  ), needed_fx as (
+    select distinct pos.date, pos.instrument_currency as currency from pos where pos.instrument_known
+    union
+    select f.cashflow_date, f.currency from flows f where f.security_id is null and f.is_portfolio_flow
+  ), reasons as (
+    select d.date, format('portfolio %s unknown', p_portfolio) as reason
+    from days d where not exists (select 1 from pf)
+    union all
+    select pos.date, format('instrument %s unknown', pos.security_id)
+    from pos where not pos.instrument_known
+    union all
+    select pos.date, format('snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, pos.date, pos.epoch,
+      portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local))
+    from pos
+    where portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local) is not null
+    union all
+    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch, b.unvalued)
+    from pos
+    cross join hist h
+    cross join lateral (
+      select s.date, s.epoch,
+        portfolio_timeseries_engine.unvalued_reason(s.valuation_status, s.market_value, s.market_value_local) as unvalued
+      from public.daily_position_snapshots s
+      where p_with_bod and s.portfolio_id = p_portfolio and s.security_id = pos.security_id and s.date < pos.date
+        and case when s.security_id = any(h.keys)
+                 then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                 else s.epoch = 0 end
+      order by s.date desc limit 1) b
+    where b.unvalued is not null
+    union all
+    -- A flow of a security without a position that day would vanish from the totals.
+    select f.cashflow_date, format('cash flow %s names security %s, which has no position on %s',
+      f.transaction_id, f.security_id, f.cashflow_date)
+    from flows f
+    where f.security_id is not null
+      and not exists (select 1 from pos where pos.security_id = f.security_id and pos.date = f.cashflow_date)
+    union all
+    select f.cashflow_date, format('cash flow %s currency %s differs from instrument %s currency %s',
+      f.transaction_id, f.currency, f.security_id, pos.instrument_currency)
+    from flows f
+    join pos on pos.security_id = f.security_id and pos.date = f.cashflow_date
+    where pos.instrument_known and f.currency <> pos.instrument_currency
+    union all
+    select n.date, format('FX rate %s->%s missing on or before %s', n.currency, pf.base_currency, n.date)
+    from needed_fx n cross join pf
+    where n.currency <> pf.base_currency
+      and not exists (select 1 from public.fx_rates r
+                      where r.from_currency = n.currency and r.to_currency = pf.base_currency and r.rate_date <= n.date)
+  )
+  select r.date, string_agg(distinct r.reason, '; ' order by r.reason) from reasons r group by r.date
+$$;

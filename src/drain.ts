@@ -1,0 +1,157 @@
+// The drain: apply every pending change, portfolio by portfolio, each in its own REPEATABLE READ
+// transaction (docs/architecture.md, "The job"). It runs inside a graphile-worker job on the
+// worker's pg client; tests and tools can run it on any client with the same `query` method.
+
+/** The part of a node-postgres client the drain uses. */
+export interface QueryClient {
+  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
+}
+
+/** What one compute call did for one portfolio (the JSON `compute_portfolio` returns). */
+export interface PortfolioRun {
+  portfolio_id: string;
+  busy?: boolean;
+  changes?: number;
+  portfolio_days?: number;
+  position_days?: number;
+  bod_updates?: number;
+  stopped_at?: string | null;
+  stop_reason?: string | null;
+}
+
+export interface DrainResult {
+  /** Portfolios computed (one entry per compute call that was not busy). */
+  runs: PortfolioRun[];
+  /** Portfolios another job was computing; a retry is scheduled. */
+  busy: string[];
+  /** Portfolios whose job failed, with the error; each is retried after a back-off. */
+  failed: { portfolio_id: string; error: string; retry_at: string }[];
+  /** Reference changes fanned out to portfolios. */
+  referenceChanges: number;
+  /** Serialization failures and deadlocks retried. */
+  retries: number;
+}
+
+export interface DrainOptions {
+  /** Stop after this many compute calls (the rest stays pending for the next drain). */
+  maxPortfolios?: number;
+  /** Called after every portfolio (progress lines, metrics). */
+  onRun?: (run: PortfolioRun, durationMs: number) => void;
+}
+
+const RETRYABLE = new Set(['40001', '40P01']);
+
+function sqlState(error: unknown): string | undefined {
+  return (error as { code?: string } | null)?.code;
+}
+
+/**
+ * A connection-level failure (terminated backend, lost connection): the job must fail so that
+ * graphile-worker retries it on a fresh connection; a per-portfolio failure is recorded instead.
+ */
+export function isConnectionError(error: unknown): boolean {
+  const code = sqlState(error);
+  if (code && (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03')) return true;
+  const message = (error as Error | null)?.message ?? '';
+  return /Connection terminated|ECONNRESET|ECONNREFUSED|EPIPE|not queryable|Client has encountered a connection error/i.test(message);
+}
+
+/** Run `fn` in a REPEATABLE READ transaction, retrying serialization failures and deadlocks. */
+export async function inRepeatableRead<T>(
+  client: QueryClient, fn: () => Promise<T>, onRetry: () => void = () => {},
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    await client.query('begin isolation level repeatable read');
+    try {
+      const result = await fn();
+      await client.query('commit');
+      return result;
+    } catch (error) {
+      if (!isConnectionError(error)) await client.query('rollback').catch(() => {});
+      if (attempt < 20 && RETRYABLE.has(sqlState(error) ?? '')) {
+        onRetry();
+        continue;
+      }
+      throw error;
+    }
+  }
+}
+
+/** Compute one portfolio (apply its pending changes, build its ready days). */
+export async function computePortfolio(client: QueryClient, portfolioId: string, onRetry?: () => void): Promise<PortfolioRun> {
+  return inRepeatableRead(client, async () => {
+    const { rows } = await client.query<{ r: PortfolioRun }>(
+      'select portfolio_timeseries_engine.compute_portfolio($1) as r', [portfolioId]);
+    return rows[0]!.r;
+  }, onRetry);
+}
+
+/** Fan reference changes (FX, instruments) out to the portfolios they reach; -1 when busy. */
+export async function fanOut(client: QueryClient, onRetry?: () => void): Promise<number> {
+  return inRepeatableRead(client, async () => {
+    const { rows } = await client.query<{ n: number }>('select portfolio_timeseries_engine.fan_out() as n');
+    return rows[0]!.n;
+  }, onRetry);
+}
+
+/**
+ * Apply every pending change. Loops until no portfolio with pending changes is left that this
+ * drain could take: a portfolio another job holds is left to that job (which looks again after
+ * its commit) and also retried shortly by a scheduled job, in case that job dies.
+ */
+export async function drain(client: QueryClient, options: DrainOptions = {}): Promise<DrainResult> {
+  const result: DrainResult = { runs: [], busy: [], failed: [], referenceChanges: 0, retries: 0 };
+  const onRetry = () => { result.retries++; };
+  const max = options.maxPortfolios ?? Number.POSITIVE_INFINITY;
+  // A backend whose client is gone stops at its next check instead of running a whole job for
+  // nobody (and holding the portfolio's lock meanwhile).
+  await client.query('set client_connection_check_interval = 1000');
+  const busy = new Set<string>();
+  let calls = 0;
+  for (;;) {
+    const { rows: refs } = await client.query<{ n: number }>(
+      'select count(*)::int as n from portfolio_timeseries_engine.reference_change');
+    if ((refs[0]?.n ?? 0) > 0) {
+      const n = await fanOut(client, onRetry);
+      if (n > 0) result.referenceChanges += n;
+    }
+    const { rows } = await client.query<{ portfolio_id: string }>(
+      'select portfolio_id from portfolio_timeseries_engine.pending_portfolios(1000)');
+    if (rows.length === 0) break;
+    let progress = false;
+    for (const { portfolio_id: portfolioId } of rows) {
+      if (calls >= max) break;
+      const started = performance.now();
+      try {
+        calls++;
+        const run = await computePortfolio(client, portfolioId, onRetry);
+        if (run.busy) {
+          busy.add(portfolioId);
+        } else {
+          busy.delete(portfolioId);
+          progress = true;
+          result.runs.push(run);
+          options.onRun?.(run, performance.now() - started);
+        }
+      } catch (error) {
+        if (isConnectionError(error)) throw error;
+        const message = (error as Error).message ?? String(error);
+        const { rows: f } = await client.query<{ retry_at: string }>(
+          'select portfolio_timeseries_engine.record_failure($1, $2)::text as retry_at', [portfolioId, message]);
+        const retryAt = f[0]!.retry_at;
+        result.failed.push({ portfolio_id: portfolioId, error: message, retry_at: retryAt });
+        await client.query(
+          `select graphile_worker.add_job('portfolio_timeseries:drain', '{}'::json, run_at := $1::timestamptz)`, [retryAt]);
+      }
+    }
+    if (!progress || calls >= max) break;
+  }
+  result.busy = [...busy];
+  if (busy.size > 0 || calls >= max) {
+    await client.query(
+      `select graphile_worker.add_job('portfolio_timeseries:drain', '{}'::json,
+         run_at := now() + interval '250 milliseconds', job_key := 'portfolio_timeseries:retry',
+         job_key_mode := 'preserve_run_at')`);
+  }
+  return result;
+}
