@@ -1,12 +1,15 @@
-// Issue #3, model-based: >= 500 seeded random operations over every input kind (value updates,
-// late, corrected and deleted cash flows, FX corrections, back-dated and deleted rates, manifest
-// changes with their snapshots, epoch raises followed by new-epoch snapshots, ...) run from 3
-// concurrent sessions while the real CLI worker (bin/portfolio-timeseries.js worker) is SIGKILLed
-// and restarted at random points (at least MB_KILLS times, spread over the operations). Then a
-// repair seals the days whose manifest row is missing or wrong (normally none), the last worker is
+// Model-based: >= 500 seeded random operations over every input kind (value updates, late,
+// corrected and deleted cash flows, FX corrections, back-dated and deleted rates, manifest changes
+// with their snapshots, epoch raises followed by new-epoch snapshots, and reference data written
+// beside them by sessions that do not own those keys: instruments deleted and re-inserted or
+// re-currencied, portfolios re-based, whole tables truncated and reloaded) run from 3 concurrent
+// sessions while the real CLI worker (bin/portfolio-timeseries.js worker) is SIGKILLed and
+// restarted at random points (at least MB_KILLS times, spread over the operations). Then a repair
+// seals the days whose manifest row is missing or wrong (normally none), the last worker is
 // stopped with SIGTERM, the queue is drained, and the FINAL contents of the input tables plus the
 // recorded epoch histories go through the decimal.js reference model (test/model/reference.ts):
-// every output row must equal it exactly and every declared day must be current.
+// every output row must equal it exactly and every declared day must be current. The final state
+// is also compared with a fresh load of the same inputs (pt_test.check(), outputs and status).
 //
 // Replay with SEED=<printed seed>: the operations and their order per session are a function of
 // the seed (test/model-based/ops.ts); the interleaving of sessions and worker kills is not.
@@ -14,7 +17,7 @@
 // worker kills, 6), MB_PACE_MS (mean pause between a session's transactions, 12).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import { PORTFOLIO_COLUMNS, POSITION_COLUMNS, diff, pfKey, posKey } from './model/compare.js';
 import { freshDatabase, type TestDatabase } from './helpers/db.js';
@@ -229,6 +232,15 @@ async function compareWithModel(t: Check, db: TestDatabase, histories: Map<strin
   return bad;
 }
 
+/** pt_test.check() (test/isolation/pt_test.sql): the outputs and status() against a fresh load of the same inputs. */
+async function compareWithFreshLoad(db: TestDatabase): Promise<string> {
+  await db.sql.unsafe(readFileSync(fileURLToPath(new URL('./isolation/pt_test.sql', import.meta.url)), 'utf8'));
+  return db.sql.begin('isolation level repeatable read', async (tx) => {
+    const [row] = await tx<{ check: string }[]>`select pt_test.check() as check`;
+    return row!.check;
+  });
+}
+
 t.test('model-based: random operations, concurrent sessions, killed workers, exact final state', async (t) => {
   const started = Date.now();
   t.comment(`seed ${SEED} (replay with SEED=${SEED})`);
@@ -331,12 +343,13 @@ t.test('model-based: random operations, concurrent sessions, killed workers, exa
   t.equal(producers.done, scenario.ops.length, 'every operation committed');
   t.ok(producers.done >= 500, `at least 500 operations (seed ${SEED})`);
   for (const k of ['value_update', 'cf_insert_security', 'cf_insert_portfolio', 'cf_delete', 'fx_update', 'fx_backdate',
-    'position_add', 'position_remove', 'epoch_raise', 'manifest_delete', 'manifest_seal'] as const) {
+    'position_add', 'position_remove', 'epoch_raise', 'manifest_delete', 'manifest_seal', 'instrument_cycle', 'base_change'] as const) {
     t.ok((producers.counts.get(k) ?? 0) > 0, `operations of kind ${k} ran (seed ${SEED})`);
   }
   t.ok(worker.kills >= 5, `the worker was SIGKILLed at least 5 times (${worker.kills})`);
   t.same(worker.unexpectedExits, [], 'no worker exited by itself');
 
   await compareWithModel(t, db, producers.histories, 'final state');
+  t.equal(await compareWithFreshLoad(db), 'ok', `final state: outputs and status equal a fresh load of the final inputs (seed ${SEED})`);
   t.comment(`seed ${SEED}: total ${Date.now() - started} ms`);
 });

@@ -29,6 +29,7 @@ export const OP_KINDS = [
   'position_add', 'position_remove',
   'state_insert', 'epoch_raise', 'epoch_insert', 'epoch_snapshots', 'epoch_touch',
   'manifest_delete', 'manifest_miscount', 'manifest_seal',
+  'instrument_cycle', 'instrument_recurrency', 'base_change', 'truncate_reload',
 ] as const;
 export type OpKind = (typeof OP_KINDS)[number];
 
@@ -284,6 +285,11 @@ export function generateScenario(options: ScenarioOptions): Scenario {
   const followups: Followup[] = [];
   const later = (due: number, make: () => void) => followups.push({ due, make });
 
+  // Each instrument's changes come from one session, so a deletion and its re-insertion (or a
+  // later cycle of the same instrument) commit in generation order.
+  const instrumentSession = (id: string) => INSTRUMENTS.findIndex((x) => x.security_id === id) % sessions;
+  const busyInstruments = new Set<string>();
+  const busyPortfolios = new Set<string>();
   const pickKey = (filter: (k: KeyState) => boolean): KeyState | undefined => {
     const list = allKeys.filter(filter);
     return list.length ? rng.pick(list) : undefined;
@@ -592,6 +598,71 @@ export function generateScenario(options: ScenarioOptions): Scenario {
       manifestDays.add(`${pf.portfolio_id}|${d}`);
       emit('manifest_seal', pSession(pf.portfolio_id), `${pf.portfolio_id} ${d}`,
         [{ text: 'select seal_portfolio_day($1, $2::date)', params: [pf.portfolio_id, d] }]);
+      return true;
+    }],
+    // Reference data written beside the snapshots, flows and manifests of the same days, from a
+    // session that does not own those keys: the days go blocked or change, and must end exact.
+    instrument_cycle: [2, (i) => {
+      // An instrument deleted for a while (its days blocked: unknown instrument), then inserted again.
+      const free = INSTRUMENTS.filter((x) => !busyInstruments.has(x.security_id));
+      if (!free.length) return false;
+      const ins = rng.pick(free);
+      busyInstruments.add(ins.security_id);
+      const session = instrumentSession(ins.security_id);
+      emit('instrument_cycle', session, `${ins.security_id} deleted`, [del('instruments', { security_id: ins.security_id }, 1)]);
+      later(i + rng.int(3, 60), () => {
+        busyInstruments.delete(ins.security_id);
+        emit('instrument_cycle', session, `${ins.security_id} inserted again`,
+          [insert('instruments', [{ security_id: ins.security_id, currency: ins.currency, name: null }])]);
+      });
+      return true;
+    }],
+    instrument_recurrency: [1, (i) => {
+      // An instrument re-currencied for a while (its flows mismatch, its FX changes), then back.
+      const free = INSTRUMENTS.filter((x) => !busyInstruments.has(x.security_id));
+      if (!free.length) return false;
+      const ins = rng.pick(free);
+      busyInstruments.add(ins.security_id);
+      const session = instrumentSession(ins.security_id);
+      const other = rng.pick(CURRENCIES.filter((c) => c !== ins.currency));
+      emit('instrument_recurrency', session, `${ins.security_id} ${ins.currency} -> ${other}`,
+        [update('instruments', { currency: other }, { security_id: ins.security_id }, 1)]);
+      later(i + rng.int(3, 60), () => {
+        busyInstruments.delete(ins.security_id);
+        emit('instrument_recurrency', session, `${ins.security_id} back to ${ins.currency}`,
+          [update('instruments', { currency: ins.currency }, { security_id: ins.security_id }, 1)]);
+      });
+      return true;
+    }],
+    base_change: [2, (i) => {
+      // A portfolio re-based to the other base currency for a while (FX exists into both), then back.
+      const free = portfolios.filter((x) => !busyPortfolios.has(x.portfolio_id));
+      if (!free.length) return false;
+      const pf = rng.pick(free);
+      busyPortfolios.add(pf.portfolio_id);
+      // Not the portfolio's own session (that one writes its manifests and flows), but always the
+      // same one, so that the change and its undoing commit in that order.
+      const session = (pSession(pf.portfolio_id) + 1) % sessions;
+      const other = pf.base_currency === 'USD' ? 'EUR' : 'USD';
+      emit('base_change', session, `${pf.portfolio_id} ${pf.base_currency} -> ${other}`,
+        [update('portfolios', { base_currency: other }, { portfolio_id: pf.portfolio_id }, 1)]);
+      later(i + rng.int(3, 60), () => {
+        busyPortfolios.delete(pf.portfolio_id);
+        emit('base_change', session, `${pf.portfolio_id} back to ${pf.base_currency}`,
+          [update('portfolios', { base_currency: pf.base_currency }, { portfolio_id: pf.portfolio_id }, 1)]);
+      });
+      return true;
+    }],
+    truncate_reload: [1, () => {
+      // TRUNCATE and reload of a whole input table in one transaction (what a nightly reload does).
+      // The lock comes first, so the copy holds every committed row.
+      const table = rng.pick(['fx_rates', 'cashflows', 'daily_aggregation_manifest', 'instruments']);
+      emit('truncate_reload', rng.int(0, sessions - 1), table, [
+        { text: `lock table ${table} in access exclusive mode`, params: [] },
+        { text: `create temp table reload_keep on commit drop as select * from ${table}`, params: [] },
+        { text: `truncate ${table}`, params: [] },
+        { text: `insert into ${table} select * from reload_keep`, params: [] },
+      ]);
       return true;
     }],
   };
