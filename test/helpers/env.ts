@@ -1,10 +1,10 @@
 // The environment for a child process that must behave as if started from a shell: without what
 // tap (NODE_OPTIONS with its loaders, TAP_*) and `npm test` (npm_config_*, e.g. a local prefix
-// pointing at this checkout) put into ours.
+// pointing at this checkout, and INIT_CWD) put into ours.
 export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
-    if (/^(npm_|_TAPJS|TAP_|NODE_OPTIONS$|_$)/i.test(key)) continue;
+    if (/^(npm_|_TAPJS|TAP_|NODE_OPTIONS$|INIT_CWD$|_$)/i.test(key)) continue;
     env[key] = value;
   }
   for (const [key, value] of Object.entries(extra)) {
