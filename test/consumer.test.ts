@@ -82,7 +82,13 @@ async function installConsumer(tarball: string, version: string): Promise<{ dir:
   return { dir, install: await npm(['install'], dir) };
 }
 
-const tarball = await packCopy();
+let tarball: string;
+try {
+  tarball = await packCopy();
+} catch (error) {
+  rmSync(work, { recursive: true, force: true }); // t.teardown does not run when the file fails here
+  throw error;
+}
 // Both installs at once; npm's cache is shared and safe for concurrent use.
 const consumers = new Map(GRAPHILE_WORKER_VERSIONS.map((v) => [v, installConsumer(tarball, v)] as const));
 
