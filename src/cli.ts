@@ -1,6 +1,7 @@
 // portfolio-timeseries CLI: migrate | worker [--once] [--concurrency N] | status [--portfolio P] [--json]
 import { parseArgs } from 'node:util';
 import { connect } from './db.js';
+import { stderrLogger } from './log.js';
 import { migrate } from './migrate.js';
 import { readStatus } from './status.js';
 import { runWorker, runWorkerOnce } from './worker.js';
@@ -35,7 +36,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'migrate': {
       parseArgs({ args: rest, options: {}, strict: true });
-      await migrate();
+      // Which migrations ran goes to stderr (info); stdout keeps the one-line result.
+      await migrate(undefined, { logger: { ...stderrLogger(true), debug: () => {} } });
       console.log('migrations applied');
       return 0;
     }

@@ -1,4 +1,4 @@
-// portfolio-timeseries: the library surface (design section 5).
+// portfolio-timeseries: the library surface (docs/contract.md section 5).
 export { Decimal } from './decimal.js';
 export { connect, type Sql } from './db.js';
 export { migrate, migrationsFolder } from './migrate.js';

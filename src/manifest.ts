@@ -1,4 +1,4 @@
-// Declaring a portfolio-day complete (design section 2, "Declaration of completeness").
+// Declaring a portfolio-day complete (docs/contract.md section 2, "Declaration of completeness").
 import type { Sql } from './db.js';
 import type { IsoDate } from './types.js';
 

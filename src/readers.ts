@@ -1,4 +1,4 @@
-// Typed readers of the two output tables. Rows are the last complete ones (design section 2).
+// Typed readers of the two output tables. Rows are the last complete ones (docs/contract.md section 2).
 import type { Sql } from './db.js';
 import type { DateRange, PortfolioTimeseriesRow, PositionTimeseriesRow } from './types.js';
 

@@ -1,4 +1,4 @@
-// Per portfolio-day state (design section 5, `status`).
+// Per portfolio-day state (docs/contract.md section 5, `status`).
 import type { Sql } from './db.js';
 import type { DayStatus } from './types.js';
 

@@ -68,11 +68,31 @@ export interface ComputeResult {
   stop_reason?: string | null;
 }
 
+/**
+ * Where the library reports what happens (job failures, retries, migrations applied). `console`
+ * fits, and so do pino and winston loggers. The library never writes to stdout.
+ * Default: warnings and errors to stderr, info and debug dropped. To silence everything:
+ * `{ error() {}, warn() {}, info() {}, debug() {} }`.
+ */
+export interface TimeseriesLogger {
+  error(message: string): void;
+  warn(message: string): void;
+  info(message: string): void;
+  debug(message: string): void;
+}
+
+export interface MigrateOptions {
+  /** Default: warnings and errors to stderr. */
+  logger?: TimeseriesLogger;
+}
+
 export interface WorkerOptions {
   /** PostgreSQL connection string; defaults to DATABASE_URL. */
   connectionString?: string;
   /** Jobs run at once (graphile-worker concurrency). Default 1. */
   concurrency?: number;
-  /** Log job results. Default false. */
+  /** Default: warnings and errors to stderr (with `verbose`, info and debug too). */
+  logger?: TimeseriesLogger;
+  /** With the default logger, also write info and debug (job results). Ignored with `logger`. Default false. */
   verbose?: boolean;
 }

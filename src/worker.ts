@@ -1,16 +1,13 @@
 // Running the engine's jobs: a long-lived worker (`runWorker`) or a drain (`runWorkerOnce`).
-import { Logger, run, runOnce, type Runner } from 'graphile-worker';
+import { run, runOnce, type Logger, type Runner } from 'graphile-worker';
 import postgres from 'postgres';
 import { connectionStringFromEnv } from './db.js';
+import { stderrLogger, workerLogger } from './log.js';
 import { crontab, taskList } from './tasks.js';
 import type { WorkerOptions } from './types.js';
 
-function logger(verbose: boolean): Logger {
-  return new Logger(() => (level, message) => {
-    if (verbose || level === 'error' || level === 'warning') {
-      console.error(`[portfolio-timeseries worker] ${level}: ${message}`);
-    }
-  });
+function logger(options: WorkerOptions): Logger {
+  return workerLogger(options.logger ?? stderrLogger(options.verbose ?? false));
 }
 
 /**
@@ -37,7 +34,7 @@ export async function runWorker(options: WorkerOptions = {}): Promise<Runner> {
     taskList,
     crontab,
     noHandleSignals: true,
-    logger: logger(options.verbose ?? false),
+    logger: logger(options),
   });
 }
 
@@ -85,7 +82,7 @@ export async function runWorkerOnce(options: WorkerOptions = {}): Promise<void> 
       connectionString,
       concurrency: options.concurrency ?? 1,
       taskList,
-      logger: logger(options.verbose ?? false),
+      logger: logger(options),
     });
     const b = await backlog(connectionString);
     if (b.due === 0 && b.pending === 0 && b.references === 0) return;

@@ -1,5 +1,6 @@
 // Bad input that can be refused at write time is refused with an error whose text names the
-// row's key, and nothing of the statement is written (design section 3, last paragraph).
+// row's key, and nothing of the statement is written (docs/contract.md, contract section 3,
+// "Refused at write time").
 import t from 'tap';
 import { freshDatabase } from './helpers/db.js';
 import { insertPortfolio } from './helpers/fixtures.js';

@@ -143,7 +143,7 @@ async function checkFinal(t: Check, db: TestDatabase, model: ModelOutput): Promi
   report(t, 'portfolio_timeseries', diff(model.portfolios as unknown as Record<string, unknown>[], actual.portfolios, pfKey, PORTFOLIO_COLUMNS));
 
   // Status agrees on which days are current; for the first day of a portfolio that is not, on why
-  // (later ones may be reported blocked or waiting_previous_day: the design leaves the order open).
+  // (later ones may be reported blocked or waiting_previous_day: the contract leaves the order open).
   const status = new Map((await readStatus(db.sql)).map((s) => [`${s.portfolio_id}/${s.date}`, s]));
   const wrong: string[] = [];
   for (const d of model.days) {
@@ -215,7 +215,7 @@ t.test('phased arrival: exact rows, and never a partial or premature portfolio r
 t.test('fully shuffled arrival: converges to the model', async (t) => {
   const started = Date.now();
   // Faults left out: a blocked day whose manifest arrives after later days were computed leaves
-  // those days' last complete rows in place (design section 2), which no model can predict.
+  // those days' last complete rows in place (contract section 2), which no model can predict.
   const seed = (SEED + 1) >>> 0;
   const book = generateBook({ ...SIZE, seed, phased: false, faults: false });
   const model = referenceModel(book.input);

@@ -1,5 +1,6 @@
-// Reprocessing (design sections 3 and 4): epochs and back-dated corrections, mixed epochs on one
-// day, the cascade with early cutoff and "exactly the affected work", and deletions.
+// Reprocessing (contract sections 3 and 4, docs/contract.md): epochs and back-dated corrections,
+// mixed epochs on one day, the cascade with early cutoff and "exactly the affected work", and
+// deletions.
 import t from 'tap';
 import { freshDatabase, type TestDatabase } from './helpers/db.js';
 import { normalise, prow, posrow } from './helpers/assert.js';

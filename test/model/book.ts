@@ -1,6 +1,6 @@
 // A seeded random book: portfolios in several base currencies, instruments in several currencies,
 // daily FX with gaps, positions over business days with epoch raises, cash flows of every
-// transaction type, manifests, and (optionally) the faults of design section 3 "Blocked". It
+// transaction type, manifests, and (optionally) the faults of contract section 3 "Blocked". It
 // returns the rows a producer would insert and the same data as the reference model's input.
 import { Decimal } from '../../src/decimal.js';
 import {

@@ -1,5 +1,5 @@
 // The oracle checked on its own: the issue #2 examples (same numbers as test/examples.test.ts)
-// and a few rules of design section 3 in isolation. No database.
+// and a few rules of contract section 3 (docs/contract.md) in isolation. No database.
 import t from 'tap';
 import { Decimal } from '../../src/decimal.js';
 import {

@@ -1,7 +1,8 @@
-// A decimal.js reference model of design section 3 (methodology) and of the readiness rules of
-// section 4 that decide WHICH days have rows. Written from the design text only, never from sql/:
-// it is the oracle of the randomised tests. It takes the final contents of the contract tables and
-// returns every row the engine must have written, plus why each other declared day has none.
+// A decimal.js reference model of contract section 3 (methodology, docs/contract.md) and of the
+// readiness rules of section 4 that decide WHICH days have rows. Written from the contract text
+// only, never from sql/: it is the oracle of the randomised tests. It takes the final contents of
+// the contract tables and returns every row the engine must have written, plus why each other
+// declared day has none.
 //
 // Dates are ISO strings ('YYYY-MM-DD'), so string order is date order.
 import { Decimal } from '../../src/decimal.js';
