@@ -74,8 +74,11 @@ select s.portfolio_id, s.security_id, s.date, s.epoch,
   coalesce(f.bod_position, 0), coalesce(f.eod_position, 0),
   coalesce(f.bod_portfolio, 0), coalesce(f.eod_portfolio, 0),
   s.market_value_local, coalesce(f.fees, 0), s.quantity,
+  -- cost rounded once, half away from zero, from the exact quotient (docs/methodology.md)
   case when s.quantity = 0 or s.cost_basis_local is null then 0
-       else round(s.cost_basis_local::numeric(60, 30) / s.quantity, 10) end,
+       else (div(s.cost_basis_local * 10000000000, s.quantity)
+             + case when 2 * abs(s.cost_basis_local * 10000000000 - div(s.cost_basis_local * 10000000000, s.quantity) * s.quantity) >= abs(s.quantity)
+                    then sign(s.cost_basis_local) * sign(s.quantity) else 0 end) / 10000000000 end,
   s.market_value
 from snaps s
 left join flows f on f.portfolio_id = s.portfolio_id and f.security_id = s.security_id and f.date = s.date;

@@ -134,7 +134,7 @@ async function progress(sql: Pg): Promise<{ currentDays: number; jobs: number }>
     select
       (select count(*)::int from portfolio_timeseries_engine.portfolio_day
        where not dirty and expected_count is not null) as current_days,
-      (select coalesce(sum(jobs), 0)::int from portfolio_timeseries_engine.work_counter) as jobs`;
+      (select coalesce(sum(runs), 0)::int from portfolio_timeseries_engine.portfolio_job) as jobs`;
   return { currentDays: row!.current_days, jobs: row!.jobs };
 }
 
@@ -157,9 +157,9 @@ async function runEngine(book: Book, withWorker: boolean): Promise<{ db: BenchDb
 
   const verify = await verifyEngine(sql, book);
   const [work] = await sql<{ jobs: number; portfolio_days: number; position_days: number }[]>`
-    select coalesce(sum(jobs), 0)::int as jobs, coalesce(sum(portfolio_days), 0)::int as portfolio_days,
+    select coalesce(sum(runs), 0)::int as jobs, coalesce(sum(portfolio_days), 0)::int as portfolio_days,
       coalesce(sum(position_days), 0)::int as position_days
-    from portfolio_timeseries_engine.work_counter`;
+    from portfolio_timeseries_engine.portfolio_job`;
   await sql.end();
   const functions = await functionStats(db.url);
   return {

@@ -15,18 +15,20 @@ returns table (date date, reason text)
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
+  -- The day's positions are read once (an index scan of the given dates); every other lookup is an
+  -- index probe per item (OFFSET 0 keeps the planner from turning a probe into a join of two
+  -- derived sets, which it would plan as a nested loop over both when it has no statistics).
   with hist as (
     select portfolio_timeseries_engine.epoch_keys(p_portfolio) as keys
-  ), days as (
-    select distinct d as date from unnest(p_dates) d
   ), pf as (
     select p.base_currency from public.portfolios p where p.portfolio_id = p_portfolio
   ), pos as materialized (
     select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
-           i.currency as instrument_currency, i.security_id is not null as instrument_known
+           i.currency as instrument_currency
     from public.daily_position_snapshots s
     cross join hist h
-    left join public.instruments i on i.security_id = s.security_id
+    left join lateral (
+      select x.currency from public.instruments x where x.security_id = s.security_id offset 0) i on true
     where s.portfolio_id = p_portfolio and s.date = any(p_dates)
       and case when s.security_id = any(h.keys)
                then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
@@ -36,53 +38,70 @@ as $$
     from public.cashflows c
     where c.portfolio_id = p_portfolio and c.cashflow_date = any(p_dates)
   ), needed_fx as (
-    select distinct pos.date, pos.instrument_currency as currency from pos where pos.instrument_known
+    select distinct pos.date, pos.instrument_currency as currency from pos where pos.instrument_currency is not null
     union
     select f.cashflow_date, f.currency from flows f where f.security_id is null and f.is_portfolio_flow
   ), reasons as (
     select d.date, format('portfolio %s unknown', p_portfolio) as reason
-    from days d where not exists (select 1 from pf)
+    from (select distinct d as date from unnest(p_dates) d) d where not exists (select 1 from pf)
     union all
     select pos.date, format('instrument %s unknown', pos.security_id)
-    from pos where not pos.instrument_known
+    from pos where pos.instrument_currency is null
     union all
     select pos.date, format('snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, pos.date, pos.epoch,
       portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local))
     from pos
-    where portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local) is not null
+    where pos.valuation_status in ('UNVALUED', 'FAILED') or pos.market_value is null or pos.market_value_local is null
     union all
-    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch, b.unvalued)
+    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch,
+      portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local))
     from pos
     cross join hist h
     cross join lateral (
-      select s.date, s.epoch,
-        portfolio_timeseries_engine.unvalued_reason(s.valuation_status, s.market_value, s.market_value_local) as unvalued
+      select s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local
       from public.daily_position_snapshots s
       where p_with_bod and s.portfolio_id = p_portfolio and s.security_id = pos.security_id and s.date < pos.date
         and case when s.security_id = any(h.keys)
                  then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
                  else s.epoch = 0 end
       order by s.date desc limit 1) b
-    where b.unvalued is not null
+    where b.valuation_status in ('UNVALUED', 'FAILED') or b.market_value is null or b.market_value_local is null
     union all
     -- A flow of a security without a position that day would vanish from the totals.
     select f.cashflow_date, format('cash flow %s names security %s, which has no position on %s',
       f.transaction_id, f.security_id, f.cashflow_date)
     from flows f
+    cross join hist h
     where f.security_id is not null
-      and not exists (select 1 from pos where pos.security_id = f.security_id and pos.date = f.cashflow_date)
+      and not exists (
+        select 1 from public.daily_position_snapshots s
+        where s.portfolio_id = p_portfolio and s.security_id = f.security_id and s.date = f.cashflow_date
+          and case when s.security_id = any(h.keys)
+                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                   else s.epoch = 0 end
+        offset 0)
     union all
     select f.cashflow_date, format('cash flow %s currency %s differs from instrument %s currency %s',
-      f.transaction_id, f.currency, f.security_id, pos.instrument_currency)
+      f.transaction_id, f.currency, f.security_id, i.currency)
     from flows f
-    join pos on pos.security_id = f.security_id and pos.date = f.cashflow_date
-    where pos.instrument_known and f.currency <> pos.instrument_currency
+    cross join hist h
+    cross join lateral (
+      select x.currency from public.instruments x where x.security_id = f.security_id offset 0) i
+    where f.currency <> i.currency
+      and exists (
+        select 1 from public.daily_position_snapshots s
+        where s.portfolio_id = p_portfolio and s.security_id = f.security_id and s.date = f.cashflow_date
+          and case when s.security_id = any(h.keys)
+                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                   else s.epoch = 0 end
+        offset 0)
     union all
     select n.date, format('FX rate %s->%s missing on or before %s', n.currency, pf.base_currency, n.date)
     from needed_fx n cross join pf
     where n.currency <> pf.base_currency
       and not exists (select 1 from public.fx_rates r
-                      where r.from_currency = n.currency and r.to_currency = pf.base_currency and r.rate_date <= n.date)
+                      where r.from_currency = n.currency and r.to_currency = pf.base_currency and r.rate_date <= n.date
+                      offset 0)
   )
   select r.date, string_agg(distinct r.reason, '; ' order by r.reason) from reasons r group by r.date
 $$;

@@ -46,6 +46,7 @@ declare
   v_stop_reason text;
   v_days date[];
   v_all_dirty date[];
+  v_all_dirty_old date[];
   v_base text;
   v_changed date[];
   v_fix date[];
@@ -307,6 +308,10 @@ begin
       v_all_dirty := array(
         select pd.date from portfolio_timeseries_engine.portfolio_day pd
         where pd.portfolio_id = p_portfolio and pd.date = any(v_days) and pd.all_positions_dirty);
+      -- Of those, the days computed before: only they can hold rows to remove.
+      v_all_dirty_old := array(
+        select pd.date from portfolio_timeseries_engine.portfolio_day pd
+        where pd.portfolio_id = p_portfolio and pd.date = any(v_all_dirty) and pd.computed_count > 0);
 
       -- Stage 1: the position rows to rebuild. BOD is the key's previous effective snapshot: the
       -- window's previous row when it lies in the same segment of the run (a stretch of run days
@@ -316,7 +321,7 @@ begin
         bod_cashflow_position, eod_cashflow_position, bod_cashflow_portfolio, eod_cashflow_portfolio,
         eod_market_value, fees, quantity, cost)
       with seg as (
-        select x.date, x.is_run,
+        select x.date, x.is_run, x.date = any(v_all_dirty) as all_dirty,
           sum(case when x.is_run then 0 else 1 end) over (order by x.date) as seg
         from (
           select d as date, true as is_run from unnest(v_days) d
@@ -327,7 +332,7 @@ begin
         ) x
       ), snaps as (
         select s.security_id, s.date, s.epoch, s.quantity, s.cost_basis_local, s.market_value, s.market_value_local,
-               s.valuation_status, g.seg
+               s.valuation_status, g.seg, g.all_dirty
         from public.daily_position_snapshots s
         join seg g on g.date = s.date and g.is_run
         where s.portfolio_id = p_portfolio and s.date = any(v_days)
@@ -343,15 +348,19 @@ begin
         window w as (partition by sn.seg, sn.security_id order by sn.date)
       ), rebuild as (
         select l.* from lagged l
-        where l.date = any(v_all_dirty)
+        where l.all_dirty
            or exists (select 1 from portfolio_timeseries_engine.dirty_position dp
                       where dp.portfolio_id = p_portfolio and dp.date = l.date and dp.security_id = l.security_id)
       ), bod as (
         select r.*,
           coalesce(r.prev_date, b.date) as bod_date, coalesce(r.prev_epoch, b.epoch) as bod_epoch,
+          -- The reason is only built for a source that is unvalued (a function call per row would
+          -- cost more than the rest of the row).
           case when r.prev_date is not null
+                    and (r.prev_status in ('UNVALUED', 'FAILED') or r.prev_mv is null or r.prev_mvl is null)
                then portfolio_timeseries_engine.unvalued_reason(r.prev_status, r.prev_mv, r.prev_mvl)
-               when b.date is not null
+               when r.prev_date is null and b.date is not null
+                    and (b.valuation_status in ('UNVALUED', 'FAILED') or b.market_value is null or b.market_value_local is null)
                then portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local)
           end as bod_unvalued,
           case when r.prev_date is not null then r.prev_mvl else coalesce(b.market_value_local, 0) end as bod_value
@@ -427,18 +436,30 @@ begin
       get diagnostics v_position_rows = row_count;
 
       -- Rebuilt position days without an effective snapshot any more (an epoch change made it
-      -- ineffective; its row was kept as the last complete one until now).
+      -- ineffective; its row was kept as the last complete one until now). Only days computed
+      -- before can hold such rows; each candidate row is checked with one index probe.
       delete from public.position_timeseries pt
-      where pt.portfolio_id = p_portfolio and pt.date = any(v_days)
-        and (pt.date = any(v_all_dirty)
-             or exists (select 1 from portfolio_timeseries_engine.dirty_position dp
-                        where dp.portfolio_id = p_portfolio and dp.date = pt.date and dp.security_id = pt.security_id))
+      using portfolio_timeseries_engine.dirty_position dp
+      where dp.portfolio_id = p_portfolio and dp.date = any(v_days)
+        and pt.portfolio_id = p_portfolio and pt.security_id = dp.security_id and pt.date = dp.date
         and not exists (
           select 1 from public.daily_position_snapshots s
           where s.portfolio_id = p_portfolio and s.security_id = pt.security_id and s.date = pt.date
             and case when s.security_id = any(v_hist)
                      then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
-                     else s.epoch = 0 end);
+                     else s.epoch = 0 end
+          offset 0);
+      if cardinality(v_all_dirty_old) > 0 then
+        delete from public.position_timeseries pt
+        where pt.portfolio_id = p_portfolio and pt.date = any(v_all_dirty_old)
+          and not exists (
+            select 1 from public.daily_position_snapshots s
+            where s.portfolio_id = p_portfolio and s.security_id = pt.security_id and s.date = pt.date
+              and case when s.security_id = any(v_hist)
+                       then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                       else s.epoch = 0 end
+            offset 0);
+      end if;
 
       -- Stage 2: one row per day of the run, from the day's effective snapshots (market_value is
       -- already in the base currency) and its portfolio flows converted at the as-of rate. A

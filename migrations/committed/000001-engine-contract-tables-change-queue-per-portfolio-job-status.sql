@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:0c4cc3c138bc6552dc9cb1a1e2788f571d639187
+--! Hash: sha1:f2fc7dacbc64fa9f5e95b3684688d2cf5d81d2ac
 --! Message: engine: contract tables, change queue, per-portfolio job, status
 
 -- >>> sql/00_schemas.sql
@@ -922,18 +922,20 @@ returns table (date date, reason text)
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
+  -- The day's positions are read once (an index scan of the given dates); every other lookup is an
+  -- index probe per item (OFFSET 0 keeps the planner from turning a probe into a join of two
+  -- derived sets, which it would plan as a nested loop over both when it has no statistics).
   with hist as (
     select portfolio_timeseries_engine.epoch_keys(p_portfolio) as keys
-  ), days as (
-    select distinct d as date from unnest(p_dates) d
   ), pf as (
     select p.base_currency from public.portfolios p where p.portfolio_id = p_portfolio
   ), pos as materialized (
     select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
-           i.currency as instrument_currency, i.security_id is not null as instrument_known
+           i.currency as instrument_currency
     from public.daily_position_snapshots s
     cross join hist h
-    left join public.instruments i on i.security_id = s.security_id
+    left join lateral (
+      select x.currency from public.instruments x where x.security_id = s.security_id offset 0) i on true
     where s.portfolio_id = p_portfolio and s.date = any(p_dates)
       and case when s.security_id = any(h.keys)
                then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
@@ -943,53 +945,70 @@ as $$
     from public.cashflows c
     where c.portfolio_id = p_portfolio and c.cashflow_date = any(p_dates)
   ), needed_fx as (
-    select distinct pos.date, pos.instrument_currency as currency from pos where pos.instrument_known
+    select distinct pos.date, pos.instrument_currency as currency from pos where pos.instrument_currency is not null
     union
     select f.cashflow_date, f.currency from flows f where f.security_id is null and f.is_portfolio_flow
   ), reasons as (
     select d.date, format('portfolio %s unknown', p_portfolio) as reason
-    from days d where not exists (select 1 from pf)
+    from (select distinct d as date from unnest(p_dates) d) d where not exists (select 1 from pf)
     union all
     select pos.date, format('instrument %s unknown', pos.security_id)
-    from pos where not pos.instrument_known
+    from pos where pos.instrument_currency is null
     union all
     select pos.date, format('snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, pos.date, pos.epoch,
       portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local))
     from pos
-    where portfolio_timeseries_engine.unvalued_reason(pos.valuation_status, pos.market_value, pos.market_value_local) is not null
+    where pos.valuation_status in ('UNVALUED', 'FAILED') or pos.market_value is null or pos.market_value_local is null
     union all
-    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch, b.unvalued)
+    select pos.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s', pos.security_id, b.date, b.epoch,
+      portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local))
     from pos
     cross join hist h
     cross join lateral (
-      select s.date, s.epoch,
-        portfolio_timeseries_engine.unvalued_reason(s.valuation_status, s.market_value, s.market_value_local) as unvalued
+      select s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local
       from public.daily_position_snapshots s
       where p_with_bod and s.portfolio_id = p_portfolio and s.security_id = pos.security_id and s.date < pos.date
         and case when s.security_id = any(h.keys)
                  then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
                  else s.epoch = 0 end
       order by s.date desc limit 1) b
-    where b.unvalued is not null
+    where b.valuation_status in ('UNVALUED', 'FAILED') or b.market_value is null or b.market_value_local is null
     union all
     -- A flow of a security without a position that day would vanish from the totals.
     select f.cashflow_date, format('cash flow %s names security %s, which has no position on %s',
       f.transaction_id, f.security_id, f.cashflow_date)
     from flows f
+    cross join hist h
     where f.security_id is not null
-      and not exists (select 1 from pos where pos.security_id = f.security_id and pos.date = f.cashflow_date)
+      and not exists (
+        select 1 from public.daily_position_snapshots s
+        where s.portfolio_id = p_portfolio and s.security_id = f.security_id and s.date = f.cashflow_date
+          and case when s.security_id = any(h.keys)
+                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                   else s.epoch = 0 end
+        offset 0)
     union all
     select f.cashflow_date, format('cash flow %s currency %s differs from instrument %s currency %s',
-      f.transaction_id, f.currency, f.security_id, pos.instrument_currency)
+      f.transaction_id, f.currency, f.security_id, i.currency)
     from flows f
-    join pos on pos.security_id = f.security_id and pos.date = f.cashflow_date
-    where pos.instrument_known and f.currency <> pos.instrument_currency
+    cross join hist h
+    cross join lateral (
+      select x.currency from public.instruments x where x.security_id = f.security_id offset 0) i
+    where f.currency <> i.currency
+      and exists (
+        select 1 from public.daily_position_snapshots s
+        where s.portfolio_id = p_portfolio and s.security_id = f.security_id and s.date = f.cashflow_date
+          and case when s.security_id = any(h.keys)
+                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                   else s.epoch = 0 end
+        offset 0)
     union all
     select n.date, format('FX rate %s->%s missing on or before %s', n.currency, pf.base_currency, n.date)
     from needed_fx n cross join pf
     where n.currency <> pf.base_currency
       and not exists (select 1 from public.fx_rates r
-                      where r.from_currency = n.currency and r.to_currency = pf.base_currency and r.rate_date <= n.date)
+                      where r.from_currency = n.currency and r.to_currency = pf.base_currency and r.rate_date <= n.date
+                      offset 0)
   )
   select r.date, string_agg(distinct r.reason, '; ' order by r.reason) from reasons r group by r.date
 $$;
@@ -1043,6 +1062,7 @@ declare
   v_stop_reason text;
   v_days date[];
   v_all_dirty date[];
+  v_all_dirty_old date[];
   v_base text;
   v_changed date[];
   v_fix date[];
@@ -1304,6 +1324,10 @@ begin
       v_all_dirty := array(
         select pd.date from portfolio_timeseries_engine.portfolio_day pd
         where pd.portfolio_id = p_portfolio and pd.date = any(v_days) and pd.all_positions_dirty);
+      -- Of those, the days computed before: only they can hold rows to remove.
+      v_all_dirty_old := array(
+        select pd.date from portfolio_timeseries_engine.portfolio_day pd
+        where pd.portfolio_id = p_portfolio and pd.date = any(v_all_dirty) and pd.computed_count > 0);
 
       -- Stage 1: the position rows to rebuild. BOD is the key's previous effective snapshot: the
       -- window's previous row when it lies in the same segment of the run (a stretch of run days
@@ -1313,7 +1337,7 @@ begin
         bod_cashflow_position, eod_cashflow_position, bod_cashflow_portfolio, eod_cashflow_portfolio,
         eod_market_value, fees, quantity, cost)
       with seg as (
-        select x.date, x.is_run,
+        select x.date, x.is_run, x.date = any(v_all_dirty) as all_dirty,
           sum(case when x.is_run then 0 else 1 end) over (order by x.date) as seg
         from (
           select d as date, true as is_run from unnest(v_days) d
@@ -1324,7 +1348,7 @@ begin
         ) x
       ), snaps as (
         select s.security_id, s.date, s.epoch, s.quantity, s.cost_basis_local, s.market_value, s.market_value_local,
-               s.valuation_status, g.seg
+               s.valuation_status, g.seg, g.all_dirty
         from public.daily_position_snapshots s
         join seg g on g.date = s.date and g.is_run
         where s.portfolio_id = p_portfolio and s.date = any(v_days)
@@ -1340,15 +1364,19 @@ begin
         window w as (partition by sn.seg, sn.security_id order by sn.date)
       ), rebuild as (
         select l.* from lagged l
-        where l.date = any(v_all_dirty)
+        where l.all_dirty
            or exists (select 1 from portfolio_timeseries_engine.dirty_position dp
                       where dp.portfolio_id = p_portfolio and dp.date = l.date and dp.security_id = l.security_id)
       ), bod as (
         select r.*,
           coalesce(r.prev_date, b.date) as bod_date, coalesce(r.prev_epoch, b.epoch) as bod_epoch,
+          -- The reason is only built for a source that is unvalued (a function call per row would
+          -- cost more than the rest of the row).
           case when r.prev_date is not null
+                    and (r.prev_status in ('UNVALUED', 'FAILED') or r.prev_mv is null or r.prev_mvl is null)
                then portfolio_timeseries_engine.unvalued_reason(r.prev_status, r.prev_mv, r.prev_mvl)
-               when b.date is not null
+               when r.prev_date is null and b.date is not null
+                    and (b.valuation_status in ('UNVALUED', 'FAILED') or b.market_value is null or b.market_value_local is null)
                then portfolio_timeseries_engine.unvalued_reason(b.valuation_status, b.market_value, b.market_value_local)
           end as bod_unvalued,
           case when r.prev_date is not null then r.prev_mvl else coalesce(b.market_value_local, 0) end as bod_value
@@ -1424,18 +1452,30 @@ begin
       get diagnostics v_position_rows = row_count;
 
       -- Rebuilt position days without an effective snapshot any more (an epoch change made it
-      -- ineffective; its row was kept as the last complete one until now).
+      -- ineffective; its row was kept as the last complete one until now). Only days computed
+      -- before can hold such rows; each candidate row is checked with one index probe.
       delete from public.position_timeseries pt
-      where pt.portfolio_id = p_portfolio and pt.date = any(v_days)
-        and (pt.date = any(v_all_dirty)
-             or exists (select 1 from portfolio_timeseries_engine.dirty_position dp
-                        where dp.portfolio_id = p_portfolio and dp.date = pt.date and dp.security_id = pt.security_id))
+      using portfolio_timeseries_engine.dirty_position dp
+      where dp.portfolio_id = p_portfolio and dp.date = any(v_days)
+        and pt.portfolio_id = p_portfolio and pt.security_id = dp.security_id and pt.date = dp.date
         and not exists (
           select 1 from public.daily_position_snapshots s
           where s.portfolio_id = p_portfolio and s.security_id = pt.security_id and s.date = pt.date
             and case when s.security_id = any(v_hist)
                      then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
-                     else s.epoch = 0 end);
+                     else s.epoch = 0 end
+          offset 0);
+      if cardinality(v_all_dirty_old) > 0 then
+        delete from public.position_timeseries pt
+        where pt.portfolio_id = p_portfolio and pt.date = any(v_all_dirty_old)
+          and not exists (
+            select 1 from public.daily_position_snapshots s
+            where s.portfolio_id = p_portfolio and s.security_id = pt.security_id and s.date = pt.date
+              and case when s.security_id = any(v_hist)
+                       then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                       else s.epoch = 0 end
+            offset 0);
+      end if;
 
       -- Stage 2: one row per day of the run, from the day's effective snapshots (market_value is
       -- already in the base currency) and its portfolio flows converted at the as-of rate. A
