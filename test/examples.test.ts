@@ -82,9 +82,14 @@ t.test('a withdrawal is not a fee', async (t) => {
   const rows = (await portfolioRows(sql, 'P2')).map(normalise);
   t.same(rows[1], { date: '2025-08-02', epoch: 0, bod_market_value: '10000', bod_cashflow: '0',
     eod_cashflow: '-2000', eod_market_value: '8000', fees: '0', position_count: 1 });
+  // Nor in the position row: a position's fees are its EXPENSE portfolio flows only.
+  const positions = (await positionRows(sql, 'P2')).map(normalise);
+  t.same(positions[1], { security_id: 'CASH_USD', date: '2025-08-02', epoch: 0, bod_market_value: '10000',
+    bod_cashflow_position: '0', eod_cashflow_position: '-2000', bod_cashflow_portfolio: '0',
+    eod_cashflow_portfolio: '-2000', eod_market_value: '8000', fees: '0', quantity: '8000', cost: '1' });
 });
 
-t.test('FX as of the latest earlier rate, NULL-security portfolio flows in their own currency', async (t) => {
+t.test('FX as of the latest earlier rate, NULL-security portfolio flows in their own currency, other NULL-security flows nowhere', async (t) => {
   const { sql } = await freshDatabase(t);
   await insertPortfolio(sql, 'P3', 'USD');
   await insertInstrument(sql, 'CASH_EUR', 'EUR');
@@ -100,6 +105,12 @@ t.test('FX as of the latest earlier rate, NULL-security portfolio flows in their
     transaction_id: 'FEE1', portfolio_id: 'P3', security_id: null, cashflow_date: '2025-09-10',
     amount: -10, currency: 'EUR', classification: 'EXPENSE', timing: 'EOD',
     is_position_flow: false, is_portfolio_flow: true,
+  });
+  // An accrual: a NULL-security flow without is_portfolio_flow counts nowhere (methodology, stage 2).
+  await insertCashflow(sql, {
+    transaction_id: 'ACCR1', portfolio_id: 'P3', security_id: null, cashflow_date: '2025-09-10',
+    amount: 500, currency: 'EUR', classification: 'INCOME', timing: 'EOD',
+    is_position_flow: false, is_portfolio_flow: false,
   });
   await declare(sql, 'P3', '2025-09-10', 1);
   await computePortfolio(sql, 'P3');
