@@ -85,7 +85,6 @@ create table public.cashflows (
            else 'transaction_id, portfolio_id and security_id must not be empty' end) end)
 );
 create index cashflows_portfolio_date_idx on public.cashflows (portfolio_id, cashflow_date, security_id);
-create index cashflows_security_idx on public.cashflows (security_id) where security_id is not null;
 
 create table public.position_state (
   portfolio_id text not null,
@@ -141,10 +140,14 @@ create table public.daily_position_snapshots (
              case when market_value = 'NaN' then 'market_value' end, case when market_value_local = 'NaN' then 'market_value_local' end)
              || ' must be a number, got NaN' end) end)
 );
--- (portfolio_id, date): a day's positions. (security_id): an instrument change finds its days.
--- The unique key serves "the key's previous / next snapshot" (a backward or forward index scan).
-create index daily_position_snapshots_day_idx on public.daily_position_snapshots (portfolio_id, date);
-create index daily_position_snapshots_security_idx on public.daily_position_snapshots (security_id);
+-- (portfolio_id, date, security_id): a day's positions. The unique key serves "the key's previous
+-- / next snapshot" (a backward or forward index scan). Both indexes hold portfolio, security and
+-- date, so a probe for one position day is exact whichever of the two the planner picks (without
+-- statistics it cannot tell them apart). No index leads with security_id: an instrument change
+-- finds its portfolios in the engine's registry (portfolio_timeseries_engine.portfolio_security),
+-- and an index the planner could mistake for a probe of one portfolio's key would read every
+-- portfolio's rows of that security.
+create index daily_position_snapshots_day_idx on public.daily_position_snapshots (portfolio_id, date, security_id);
 
 create table public.daily_aggregation_manifest (
   portfolio_id text not null,
@@ -180,7 +183,7 @@ create table public.position_timeseries (
   updated_at timestamptz not null default now(),
   primary key (portfolio_id, security_id, date)
 );
-create index position_timeseries_day_idx on public.position_timeseries (portfolio_id, date);
+create index position_timeseries_day_idx on public.position_timeseries (portfolio_id, date, security_id);
 
 create table public.portfolio_timeseries (
   portfolio_id text not null,

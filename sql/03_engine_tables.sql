@@ -32,6 +32,14 @@ create table portfolio_timeseries_engine.change (
 );
 create index change_portfolio_idx on portfolio_timeseries_engine.change (portfolio_id);
 
+-- A position day the job must look at: kind S (snapshot written), C (cash flow), E (epoch change),
+-- N (the next position day of a written key).
+create type portfolio_timeseries_engine.position_ref as (
+  kind "char",
+  security_id text,
+  date date
+);
+
 -- FX rates and instruments are shared by every portfolio. Which portfolios a change of theirs
 -- affects is decided after it has committed (fan_out), from one snapshot, for the same reason.
 create table portfolio_timeseries_engine.reference_change (
@@ -73,6 +81,14 @@ create table portfolio_timeseries_engine.dirty_position (
   date date not null,
   security_id text not null,
   primary key (portfolio_id, date, security_id)
+);
+
+-- Which securities each portfolio has had snapshots of (kept by the job): where an instrument
+-- change is fanned out to.
+create table portfolio_timeseries_engine.portfolio_security (
+  security_id text not null,
+  portfolio_id text not null,
+  primary key (security_id, portfolio_id)
 );
 
 -- Epoch history: epoch `epoch` of the key applies from start_date ('-infinity' for the epoch a

@@ -5,26 +5,33 @@
 -- history and call this function only for the few keys with one.
 create or replace function portfolio_timeseries_engine.effective_epoch(p_portfolio text, p_security text, p_date date)
 returns integer
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(max(e.epoch), 0)
-  from portfolio_timeseries_engine.epoch_start e
-  where e.portfolio_id = p_portfolio and e.security_id = p_security and e.start_date <= p_date
+begin
+  return coalesce((
+    select max(e.epoch)
+    from portfolio_timeseries_engine.epoch_start e
+    where e.portfolio_id = p_portfolio and e.security_id = p_security and e.start_date <= p_date), 0);
+end;
 $$;
 
 -- The keys of a portfolio that have an epoch history (normally none).
 create or replace function portfolio_timeseries_engine.epoch_keys(p_portfolio text)
 returns text[]
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(array_agg(distinct e.security_id), '{}')
-  from portfolio_timeseries_engine.epoch_start e
-  where e.portfolio_id = p_portfolio
+begin
+  return (select coalesce(array_agg(distinct e.security_id), '{}')
+          from portfolio_timeseries_engine.epoch_start e
+          where e.portfolio_id = p_portfolio);
+end;
 $$;
 
 -- A snapshot (or the snapshot a BOD comes from) that cannot be used: its reason, else NULL.
+-- (Only called for a snapshot already known to be unvalued: a call per row would cost more than
+-- the row.)
 create or replace function portfolio_timeseries_engine.unvalued_reason(
   p_status text, p_market_value numeric, p_market_value_local numeric)
 returns text

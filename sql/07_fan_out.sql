@@ -39,30 +39,36 @@ begin
   -- based in `to` that have a declared day in that range. Their jobs keep only the days that
   -- need `from` (an instrument of a position, or a NULL-security portfolio flow).
   insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, currency)
-  select p.portfolio_id, 'F', r.rate_date, coalesce(r.until - 1, 'infinity'), r.from_currency
-  from (
+  with ranges as materialized (
     select x.from_currency, x.to_currency, x.rate_date,
-      (select min(f.rate_date) from public.fx_rates f
-       where f.from_currency = x.from_currency and f.to_currency = x.to_currency and f.rate_date > x.rate_date) as until
+      coalesce((select min(f.rate_date) from public.fx_rates f
+                where f.from_currency = x.from_currency and f.to_currency = x.to_currency and f.rate_date > x.rate_date),
+               'infinity') as until
     from (select distinct r.from_currency, r.to_currency, r.rate_date from unnest(v_refs) r where r.kind = 'F') x
-  ) r
+  )
+  select p.portfolio_id, 'F', r.rate_date, r.until - 1, r.from_currency
+  from ranges r
   join public.portfolios p on p.base_currency = r.to_currency
   where exists (
     select 1 from public.daily_aggregation_manifest m
-    where m.portfolio_id = p.portfolio_id and m.aggregation_date >= r.rate_date
-      and (r.until is null or m.aggregation_date < r.until));
+    where m.portfolio_id = p.portfolio_id and m.aggregation_date >= r.rate_date and m.aggregation_date < r.until
+    offset 0);
 
-  -- Instrument K: every portfolio with a snapshot or a cash flow of K, over the dates it has them.
+  -- Instrument K: every portfolio that has had a snapshot of K (the registry its jobs keep), or
+  -- whose pending changes name K (a job that has not committed yet may have read the instrument
+  -- as it was before): all of that portfolio's days with K, which its job narrows down.
   insert into portfolio_timeseries_engine.change (portfolio_id, kind, date_from, date_to, securities)
-  select x.portfolio_id, 'I', min(x.date), max(x.date), array[x.security_id]
+  select distinct x.portfolio_id, 'I', '-infinity'::date, 'infinity'::date, array[x.security_id]
   from (
-    select s.portfolio_id, s.security_id, s.date from public.daily_position_snapshots s
-    where s.security_id in (select r.security_id from unnest(v_refs) r where r.kind = 'I')
-    union all
-    select c.portfolio_id, c.security_id, c.cashflow_date from public.cashflows c
-    where c.security_id in (select r.security_id from unnest(v_refs) r where r.kind = 'I')
-  ) x
-  group by x.portfolio_id, x.security_id;
+    select ps.portfolio_id, ps.security_id
+    from portfolio_timeseries_engine.portfolio_security ps
+    where ps.security_id in (select r.security_id from unnest(v_refs) r where r.kind = 'I')
+    union
+    select c.portfolio_id, k.security_id
+    from portfolio_timeseries_engine.change c
+    cross join lateral unnest(c.securities) k(security_id)
+    where c.kind in ('S', 'C') and k.security_id in (select r.security_id from unnest(v_refs) r where r.kind = 'I')
+  ) x;
 
   return cardinality(v_refs);
 end;

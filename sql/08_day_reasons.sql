@@ -12,9 +12,13 @@
 create or replace function portfolio_timeseries_engine.day_reasons(
   p_portfolio text, p_dates date[], p_with_bod boolean default true)
 returns table (date date, reason text)
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
+begin
+  -- PL/pgSQL rather than SQL: a SQL function's body is planned again at every call, and this one
+  -- is called by every job.
+  return query
   -- The day's positions are read once (an index scan of the given dates); every other lookup is an
   -- index probe per item (OFFSET 0 keeps the planner from turning a probe into a join of two
   -- derived sets, which it would plan as a nested loop over both when it has no statistics).
@@ -103,5 +107,6 @@ as $$
                       where r.from_currency = n.currency and r.to_currency = pf.base_currency and r.rate_date <= n.date
                       offset 0)
   )
-  select r.date, string_agg(distinct r.reason, '; ' order by r.reason) from reasons r group by r.date
+  select r.date, string_agg(distinct r.reason, '; ' order by r.reason) from reasons r group by r.date;
+end;
 $$;

@@ -30,6 +30,11 @@ create or replace function portfolio_timeseries_engine.compute_portfolio(p_portf
 returns jsonb
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- Every statement here is written to be planned right without statistics (index probes keyed by
+-- portfolio, security and date; no join of two derived sets), so one generic plan per statement
+-- and session serves every call: planning them again at every call cost as much as running them
+-- for a day of 50 positions (docs/performance.md).
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_changes portfolio_timeseries_engine.change[];
@@ -37,8 +42,9 @@ declare
   v_all boolean;
   v_recount date[];
   v_touch date[];
-  v_positions portfolio_timeseries_engine.change[];
-  v_snapshot_keys portfolio_timeseries_engine.change[];
+  v_positions portfolio_timeseries_engine.position_ref[];
+  v_next portfolio_timeseries_engine.position_ref[];
+  v_last_kept date;
   v_first date;
   v_candidates date[];
   v_incomplete record;
@@ -47,6 +53,7 @@ declare
   v_days date[];
   v_all_dirty date[];
   v_all_dirty_old date[];
+  v_new_days date[];
   v_base text;
   v_changed date[];
   v_fix date[];
@@ -56,6 +63,7 @@ declare
   v_caught_date date;
   v_caught_reason text;
   v_bad record;
+  v_gone record;
 begin
   if current_setting('transaction_isolation') <> 'repeatable read' then
     raise exception 'portfolio_timeseries_engine.compute_portfolio(%) must run in a REPEATABLE READ transaction', p_portfolio;
@@ -87,53 +95,42 @@ begin
   -- now never was when it was written, or an epoch change made it ineffective since, and that
   -- change is applied as such.
   v_positions := array(
-    select distinct row(p_portfolio, 'S', c.date_from, c.date_from, array[k.security_id], null, null)::portfolio_timeseries_engine.change
-    from unnest(v_changes) c cross join lateral unnest(c.securities, c.epochs) k(security_id, epoch)
-    where c.kind = 'S'
-      and k.epoch = case when k.security_id = any(v_hist)
-                         then portfolio_timeseries_engine.effective_epoch(p_portfolio, k.security_id, c.date_from) else 0 end
-    union
-    select distinct row(p_portfolio, 'C', c.date_from, c.date_from, array[k.security_id], null, null)::portfolio_timeseries_engine.change
-    from unnest(v_changes) c cross join lateral unnest(c.securities) k(security_id)
-    where c.kind = 'C' and k.security_id is not null
-    union
-    -- An epoch change: every date from its start where the key has a snapshot (any epoch), has a
-    -- position row, or had a snapshot written in this batch (a snapshot deleted in the same
-    -- transaction as the raise has left no other trace).
-    select distinct row(p_portfolio, 'E', x.date, x.date, array[c.securities[1]], null, null)::portfolio_timeseries_engine.change
-    from unnest(v_changes) c
-    cross join lateral (
-      select s.date from public.daily_position_snapshots s
-      where s.portfolio_id = p_portfolio and s.security_id = c.securities[1] and s.date >= c.date_from
-      union
-      select pt.date from public.position_timeseries pt
-      where pt.portfolio_id = p_portfolio and pt.security_id = c.securities[1] and pt.date >= c.date_from
-      union
-      select w.date_from from unnest(v_changes) w
-      where w.kind = 'S' and c.securities[1] = any(w.securities) and w.date_from >= c.date_from
-    ) x
-    where c.kind = 'E');
-  -- Snapshot writes also change the BOD of the key's next position day.
-  v_snapshot_keys := array(
-    select p from unnest(v_positions) p where p.kind = 'S'
-    union
-    select row(p_portfolio, 'N', n.date, n.date, p.securities, null, null)::portfolio_timeseries_engine.change
-    from unnest(v_positions) p
-    cross join lateral (
-      select s.date from public.daily_position_snapshots s
-      where s.portfolio_id = p_portfolio and s.security_id = p.securities[1] and s.date > p.date_from
-        and case when s.security_id = any(v_hist)
-                 then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
-                 else s.epoch = 0 end
-      order by s.date limit 1) n
-    where p.kind = 'S');
+    select row(x.kind, x.security_id, x.date)::portfolio_timeseries_engine.position_ref
+    from (select distinct x.kind, x.security_id, x.date from (
+      select 'S'::"char" as kind, k.security_id, c.date_from as date
+      from unnest(v_changes) c cross join lateral unnest(c.securities, c.epochs) k(security_id, epoch)
+      where c.kind = 'S'
+        and k.epoch = case when k.security_id = any(v_hist)
+                           then portfolio_timeseries_engine.effective_epoch(p_portfolio, k.security_id, c.date_from) else 0 end
+      union all
+      select 'C', k.security_id, c.date_from
+      from unnest(v_changes) c cross join lateral unnest(c.securities) k(security_id)
+      where c.kind = 'C' and k.security_id is not null
+      union all
+      -- An epoch change: every date from its start where the key has a snapshot (any epoch), has
+      -- a position row, or had a snapshot written in this batch (a snapshot deleted in the same
+      -- transaction as the raise has left no other trace).
+      select 'E', c.securities[1], x.date
+      from unnest(v_changes) c
+      cross join lateral (
+        select s.date from public.daily_position_snapshots s
+        where s.portfolio_id = p_portfolio and s.security_id = c.securities[1] and s.date >= c.date_from
+        union
+        select pt.date from public.position_timeseries pt
+        where pt.portfolio_id = p_portfolio and pt.security_id = c.securities[1] and pt.date >= c.date_from
+        union
+        select w.date_from from unnest(v_changes) w
+        where w.kind = 'S' and c.securities[1] = any(w.securities) and w.date_from >= c.date_from
+      ) x
+      where c.kind = 'E'
+    ) x) x);
 
   -- Days whose counters are re-read: snapshot, manifest and epoch changes (everything for A).
   v_recount := array(
     select distinct x.date from (
       select c.date_from as date from unnest(v_changes) c where c.kind = 'M'
       union all
-      select p.date_from from unnest(v_positions) p where p.kind in ('S', 'E')
+      select p.date from unnest(v_positions) p where p.kind in ('S', 'E')
       union all
       select d.date from portfolio_timeseries_engine.portfolio_day d where v_all and d.portfolio_id = p_portfolio
       union all
@@ -180,17 +177,56 @@ begin
     delete from portfolio_timeseries_engine.dirty_position dp where dp.portfolio_id = p_portfolio and dp.date = any(v_undeclared);
   end if;
 
-  -- A deleted (or moved, or re-epoched away) effective snapshot removes its position row at once
-  -- (contract section 2), whether or not its day can be recomputed yet.
-  delete from public.position_timeseries pt
-  using (select p.securities[1] as security_id, p.date_from as date from unnest(v_snapshot_keys) p where p.kind = 'S') k
-  where pt.portfolio_id = p_portfolio and pt.security_id = k.security_id and pt.date = k.date
-    and not exists (
-      select 1 from public.daily_position_snapshots s
-      where s.portfolio_id = p_portfolio and s.security_id = k.security_id and s.date = k.date
+  -- The portfolio's securities, for the fan-out of instrument changes.
+  insert into portfolio_timeseries_engine.portfolio_security (security_id, portfolio_id)
+  select x.security_id, p_portfolio
+  from (select distinct p.security_id from unnest(v_positions) p where p.kind in ('S', 'E')) x
+  where not exists (select 1 from portfolio_timeseries_engine.portfolio_security ps
+                    where ps.security_id = x.security_id and ps.portfolio_id = p_portfolio)
+  order by 1
+  on conflict do nothing;
+
+  -- Snapshot writes also change the BOD of the key's next position day: the first effective
+  -- snapshot date after each written date, one forward index probe each. A written date after
+  -- which every day with positions will be rebuilt whole anyway needs none (a backfill, a new
+  -- latest day): its key's next position day, if any, is rebuilt with its day.
+  v_last_kept := (
+    select max(pd.date) from portfolio_timeseries_engine.portfolio_day pd
+    where pd.portfolio_id = p_portfolio and pd.position_count > 0 and not pd.all_positions_dirty);
+  v_next := array(
+    select distinct row('N', p.security_id, n.date)::portfolio_timeseries_engine.position_ref
+    from unnest(v_positions) p
+    cross join lateral (
+      select s.date from public.daily_position_snapshots s
+      where s.portfolio_id = p_portfolio and s.security_id = p.security_id and s.date > p.date
         and case when s.security_id = any(v_hist)
                  then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
-                 else s.epoch = 0 end);
+                 else s.epoch = 0 end
+      order by s.date limit 1) n
+    where p.kind = 'S' and p.date < v_last_kept);
+
+  -- A deleted (or moved, or re-epoched away) effective snapshot removes its position row at once
+  -- (contract section 2), whether or not its day can be recomputed yet.
+  -- Found by one probe per written position and deleted one by one by key (they are few; a join
+  -- of the written set with the table could be planned as a scan of the portfolio's history).
+  for v_gone in
+    select p.security_id, p.date
+    from unnest(v_positions) p
+    cross join lateral (
+      select d.computed_count from portfolio_timeseries_engine.portfolio_day d
+      where d.portfolio_id = p_portfolio and d.date = p.date offset 0) pd
+    where p.kind = 'S' and pd.computed_count > 0
+      and not exists (
+        select 1 from public.daily_position_snapshots s
+        where s.portfolio_id = p_portfolio and s.security_id = p.security_id and s.date = p.date
+          and case when s.security_id = any(v_hist)
+                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                   else s.epoch = 0 end
+        offset 0)
+  loop
+    delete from public.position_timeseries pt
+    where pt.portfolio_id = p_portfolio and pt.security_id = v_gone.security_id and pt.date = v_gone.date;
+  end loop;
   if v_all then
     delete from public.position_timeseries pt
     where pt.portfolio_id = p_portfolio
@@ -204,10 +240,11 @@ begin
 
   -- Position days to rebuild (on days that are not rebuilt whole anyway).
   insert into portfolio_timeseries_engine.dirty_position (portfolio_id, date, security_id)
-  select distinct p_portfolio, p.date_from, p.securities[1]
-  from (select * from unnest(v_positions) union all select * from unnest(v_snapshot_keys)) p
-  join portfolio_timeseries_engine.portfolio_day pd
-    on pd.portfolio_id = p_portfolio and pd.date = p.date_from and not pd.all_positions_dirty
+  select distinct p_portfolio, p.date, p.security_id
+  from (select * from unnest(v_positions) union all select * from unnest(v_next)) p
+  cross join lateral (
+    select 1 from portfolio_timeseries_engine.portfolio_day pd
+    where pd.portfolio_id = p_portfolio and pd.date = p.date and not pd.all_positions_dirty offset 0) pd
   order by 2, 3
   on conflict do nothing;
 
@@ -216,7 +253,9 @@ begin
     select distinct x.date from (
       select c.date_from as date from unnest(v_changes) c where c.kind = 'C'
       union all
-      select p.date_from from unnest(v_snapshot_keys) p
+      select p.date from unnest(v_positions) p where p.kind = 'S'
+      union all
+      select p.date from unnest(v_next) p
       union all
       -- A manifest change moves "the previous declared day" of the next declared day.
       select (select min(d.date) from portfolio_timeseries_engine.portfolio_day d
@@ -224,14 +263,15 @@ begin
       from unnest(v_changes) c where c.kind = 'M'
       union all
       select d.date from portfolio_timeseries_engine.portfolio_day d
-      where d.portfolio_id = p_portfolio and d.expected_count is not null
+      where d.portfolio_id = p_portfolio and d.expected_count is not null and not d.dirty
         and exists (select 1 from unnest(v_changes) c where c.kind = 'P')
       union all
-      -- An instrument change: the days in its range where the key has a position or a flow.
+      -- An instrument change: the days in its range where the key has a position or a flow (days
+      -- already dirty are recomputed anyway).
       select d.date
       from unnest(v_changes) c
       join portfolio_timeseries_engine.portfolio_day d
-        on d.portfolio_id = p_portfolio and d.date between c.date_from and c.date_to
+        on d.portfolio_id = p_portfolio and d.date between c.date_from and c.date_to and not d.dirty
       where c.kind = 'I'
         and (exists (select 1 from public.daily_position_snapshots s
                      where s.portfolio_id = p_portfolio and s.security_id = c.securities[1] and s.date = d.date)
@@ -243,6 +283,7 @@ begin
       from unnest(v_changes) c
       join portfolio_timeseries_engine.portfolio_day d
         on d.portfolio_id = p_portfolio and d.expected_count is not null and d.date between c.date_from and c.date_to
+          and not d.dirty
       where c.kind = 'F'
         and (exists (select 1 from public.daily_position_snapshots s
                      join public.instruments i on i.security_id = s.security_id
@@ -308,20 +349,18 @@ begin
       v_all_dirty := array(
         select pd.date from portfolio_timeseries_engine.portfolio_day pd
         where pd.portfolio_id = p_portfolio and pd.date = any(v_days) and pd.all_positions_dirty);
-      -- Of those, the days computed before: only they can hold rows to remove.
+      -- Of those, the days computed before: only they can hold rows to remove or replace.
       v_all_dirty_old := array(
         select pd.date from portfolio_timeseries_engine.portfolio_day pd
         where pd.portfolio_id = p_portfolio and pd.date = any(v_all_dirty) and pd.computed_count > 0);
+      v_new_days := array(select d from unnest(v_all_dirty) d where not (d = any(v_all_dirty_old)));
 
       -- Stage 1: the position rows to rebuild. BOD is the key's previous effective snapshot: the
       -- window's previous row when it lies in the same segment of the run (a stretch of run days
       -- with no other snapshot day of the portfolio between them), else one backward index probe.
-      insert into public.position_timeseries as pt (
-        portfolio_id, security_id, date, epoch, bod_market_value,
-        bod_cashflow_position, eod_cashflow_position, bod_cashflow_portfolio, eod_cashflow_portfolio,
-        eod_market_value, fees, quantity, cost)
+      -- A day never computed has no rows: its rows are plain inserts; others replace theirs.
       with seg as (
-        select x.date, x.is_run, x.date = any(v_all_dirty) as all_dirty,
+        select x.date, x.is_run, x.date = any(v_all_dirty) as all_dirty, x.date = any(v_new_days) as is_new,
           sum(case when x.is_run then 0 else 1 end) over (order by x.date) as seg
         from (
           select d as date, true as is_run from unnest(v_days) d
@@ -331,14 +370,19 @@ begin
             and pd.position_count > 0 and not (pd.date = any(v_days))
         ) x
       ), snaps as (
-        select s.security_id, s.date, s.epoch, s.quantity, s.cost_basis_local, s.market_value, s.market_value_local,
-               s.valuation_status, g.seg, g.all_dirty
-        from public.daily_position_snapshots s
-        join seg g on g.date = s.date and g.is_run
-        where s.portfolio_id = p_portfolio and s.date = any(v_days)
-          and case when s.security_id = any(v_hist)
-                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
-                   else s.epoch = 0 end
+        -- Each run day's snapshots by one index scan of (portfolio, date).
+        select s.security_id, g.date, s.epoch, s.quantity, s.cost_basis_local, s.market_value, s.market_value_local,
+               s.valuation_status, g.seg, g.all_dirty, g.is_new
+        from seg g
+        cross join lateral (
+          select x.security_id, x.epoch, x.quantity, x.cost_basis_local, x.market_value, x.market_value_local, x.valuation_status
+          from public.daily_position_snapshots x
+          where x.portfolio_id = p_portfolio and x.date = g.date
+            and case when x.security_id = any(v_hist)
+                     then x.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, x.security_id, x.date)
+                     else x.epoch = 0 end
+          offset 0) s
+        where g.is_run
       ), lagged as (
         select sn.*,
           lag(sn.date) over w as prev_date, lag(sn.epoch) over w as prev_epoch,
@@ -374,19 +418,9 @@ begin
                      then x.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, x.security_id, x.date)
                      else x.epoch = 0 end
           order by x.date desc limit 1) b on true
-      ), flows as (
-        select cf.security_id, cf.cashflow_date as date,
-          sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'BOD') as bod_position,
-          sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'EOD') as eod_position,
-          sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'BOD') as bod_portfolio,
-          sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'EOD') as eod_portfolio,
-          sum(abs(cf.amount)) filter (where cf.is_portfolio_flow and cf.classification = 'EXPENSE') as fees
-        from public.cashflows cf
-        where cf.portfolio_id = p_portfolio and cf.cashflow_date = any(v_days) and cf.security_id is not null
-        group by cf.security_id, cf.cashflow_date
       ), vals as (
         select b.security_id, b.date, b.epoch, b.bod_value, b.market_value_local, b.quantity, b.bod_unvalued,
-          b.bod_date, b.bod_epoch,
+          b.bod_date, b.bod_epoch, b.is_new,
           coalesce(f.bod_position, 0) as bod_position, coalesce(f.eod_position, 0) as eod_position,
           coalesce(f.bod_portfolio, 0) as bod_portfolio, coalesce(f.eod_portfolio, 0) as eod_portfolio,
           coalesce(f.fees, 0) as fees,
@@ -400,28 +434,55 @@ begin
                             then sign(b.cost_basis_local) * sign(b.quantity) else 0 end) / 10000000000
           end as cost
         from bod b
-        left join flows f on f.security_id = b.security_id and f.date = b.date
-      )
-      select p_portfolio, v.security_id, v.date, v.epoch,
+        -- The position's flows: one index probe per position (a join with the day's flows
+        -- aggregated apart is planned as a nested loop over both when statistics are missing).
+        cross join lateral (
+          select
+            sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'BOD') as bod_position,
+            sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'EOD') as eod_position,
+            sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'BOD') as bod_portfolio,
+            sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'EOD') as eod_portfolio,
+            sum(abs(cf.amount)) filter (where cf.is_portfolio_flow and cf.classification = 'EXPENSE') as fees
+          from public.cashflows cf
+          where cf.portfolio_id = p_portfolio and cf.cashflow_date = b.date and cf.security_id = b.security_id) f
+      ), checked as materialized (
+      select v.is_new, v.security_id, v.date, v.epoch,
         case when v.bod_unvalued is null then v.bod_value
              else portfolio_timeseries_engine.stop_day(v.date, format('BOD snapshot of %s on %s (epoch %s) is unvalued: %s',
-                    v.security_id, v.bod_date, v.bod_epoch, v.bod_unvalued)) end,
+                    v.security_id, v.bod_date, v.bod_epoch, v.bod_unvalued)) end as bod_value,
         case when abs(v.bod_position) < 1e20 then v.bod_position else portfolio_timeseries_engine.stop_day(v.date,
-          format('position_timeseries.bod_cashflow_position of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.bod_position)) end,
+          format('position_timeseries.bod_cashflow_position of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.bod_position)) end as bod_position,
         case when abs(v.eod_position) < 1e20 then v.eod_position else portfolio_timeseries_engine.stop_day(v.date,
-          format('position_timeseries.eod_cashflow_position of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.eod_position)) end,
+          format('position_timeseries.eod_cashflow_position of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.eod_position)) end as eod_position,
         case when abs(v.bod_portfolio) < 1e20 then v.bod_portfolio else portfolio_timeseries_engine.stop_day(v.date,
-          format('position_timeseries.bod_cashflow_portfolio of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.bod_portfolio)) end,
+          format('position_timeseries.bod_cashflow_portfolio of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.bod_portfolio)) end as bod_portfolio,
         case when abs(v.eod_portfolio) < 1e20 then v.eod_portfolio else portfolio_timeseries_engine.stop_day(v.date,
-          format('position_timeseries.eod_cashflow_portfolio of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.eod_portfolio)) end,
-        v.market_value_local,
+          format('position_timeseries.eod_cashflow_portfolio of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.eod_portfolio)) end as eod_portfolio,
+        v.market_value_local as eod_value,
         case when abs(v.fees) < 1e20 then v.fees else portfolio_timeseries_engine.stop_day(v.date,
-          format('position_timeseries.fees of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.fees)) end,
-        v.quantity,
+          format('position_timeseries.fees of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.fees)) end as fees,
+        v.quantity as quantity,
         case when abs(v.cost) < 1e20 then v.cost else portfolio_timeseries_engine.stop_day(v.date,
-          format('position_timeseries.cost of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.cost)) end
+          format('position_timeseries.cost of %s on %s is %s, which does not fit numeric(30,10)', v.security_id, v.date, v.cost)) end as cost
       from vals v
-      on conflict (portfolio_id, security_id, date) do update set
+      ), inserted as (
+        insert into public.position_timeseries (
+          portfolio_id, security_id, date, epoch, bod_market_value,
+          bod_cashflow_position, eod_cashflow_position, bod_cashflow_portfolio, eod_cashflow_portfolio,
+          eod_market_value, fees, quantity, cost)
+        select p_portfolio, c.security_id, c.date, c.epoch, c.bod_value, c.bod_position, c.eod_position,
+          c.bod_portfolio, c.eod_portfolio, c.eod_value, c.fees, c.quantity, c.cost
+        from checked c where c.is_new
+        returning 1
+      ), replaced as (
+        insert into public.position_timeseries as pt (
+          portfolio_id, security_id, date, epoch, bod_market_value,
+          bod_cashflow_position, eod_cashflow_position, bod_cashflow_portfolio, eod_cashflow_portfolio,
+          eod_market_value, fees, quantity, cost)
+        select p_portfolio, c.security_id, c.date, c.epoch, c.bod_value, c.bod_position, c.eod_position,
+          c.bod_portfolio, c.eod_portfolio, c.eod_value, c.fees, c.quantity, c.cost
+        from checked c where not c.is_new
+        on conflict (portfolio_id, security_id, date) do update set
         epoch = excluded.epoch,
         bod_market_value = excluded.bod_market_value,
         bod_cashflow_position = excluded.bod_cashflow_position,
@@ -432,8 +493,10 @@ begin
         fees = excluded.fees,
         quantity = excluded.quantity,
         cost = excluded.cost,
-        updated_at = now();
-      get diagnostics v_position_rows = row_count;
+        updated_at = now()
+        returning 1
+      )
+      select (select count(*) from inserted) + (select count(*) from replaced) into v_position_rows;
 
       -- Rebuilt position days without an effective snapshot any more (an epoch change made it
       -- ineffective; its row was kept as the last complete one until now). Only days computed
@@ -466,58 +529,56 @@ begin
       -- security flow is in its instrument's currency (a day where it is not is blocked), so
       -- converting each flow at the rate of its own currency is the methodology's
       -- "position flows x rate(instrument currency)", summed.
-      with days as (
-        select d as date from unnest(v_days) d
-      ), positions as (
-        select s.date, count(*)::integer as n, sum(s.market_value) as eod, max(s.epoch) as epoch
-        from public.daily_position_snapshots s
-        where s.portfolio_id = p_portfolio and s.date = any(v_days)
-          and case when s.security_id = any(v_hist)
-                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
-                   else s.epoch = 0 end
-        group by s.date
-      ), flows as (
-        select c.cashflow_date as date, c.currency,
-          sum(c.amount) filter (where c.timing = 'BOD') as bod,
-          sum(c.amount) filter (where c.timing = 'EOD') as eod,
-          sum(abs(c.amount)) filter (where c.classification = 'EXPENSE') as fees
-        from public.cashflows c
-        where c.portfolio_id = p_portfolio and c.cashflow_date = any(v_days) and c.is_portfolio_flow
-        group by c.cashflow_date, c.currency
-      ), converted as (
-        select f.date,
-          sum(f.bod * r.rate) as bod, sum(f.eod * r.rate) as eod, sum(f.fees * r.rate) as fees
-        from flows f
+      -- Driven by the run's days: every lookup is a lateral probe keyed by (portfolio, date), so
+      -- no plan joins two derived sets, whatever the statistics.
+      with vals as materialized (
+        select d.date, pd.position_count, p.n, p.epoch, p.eod, cv.bod_cashflow, cv.eod_cashflow, cv.fees,
+          pv.prev_date,
+          lag(d.date) over w as prev_run_date, lag(p.eod) over w as prev_run_eod
+        from unnest(v_days) d(date)
         cross join lateral (
-          select case when f.currency = v_base then 1::numeric else coalesce((
-            select x.rate from public.fx_rates x
-            where x.from_currency = f.currency and x.to_currency = v_base and x.rate_date <= f.date
-            order by x.rate_date desc limit 1),
-            portfolio_timeseries_engine.internal_error(format('portfolio %s, %s: no %s->%s rate for a day that was not blocked',
-              p_portfolio, f.date, f.currency, v_base))) end as rate) r
-        group by f.date
-      ), vals as (
-        select d.date, pd.position_count,
-          coalesce(p.n, 0) as n, coalesce(p.epoch, 0) as epoch, round(coalesce(p.eod, 0), 10) as eod,
-          round(coalesce(cv.bod, 0), 10) as bod_cashflow, round(coalesce(cv.eod, 0), 10) as eod_cashflow,
-          round(coalesce(cv.fees, 0), 10) as fees,
-          (select max(m.date) from portfolio_timeseries_engine.portfolio_day m
-           where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date < d.date) as prev_date
-        from days d
-        join portfolio_timeseries_engine.portfolio_day pd on pd.portfolio_id = p_portfolio and pd.date = d.date
-        left join positions p on p.date = d.date
-        left join converted cv on cv.date = d.date
-      ), old as (
-        select pt.date, pt.eod_market_value
-        from public.portfolio_timeseries pt
-        where pt.portfolio_id = p_portfolio and pt.date = any(v_days)
+          select x.position_count from portfolio_timeseries_engine.portfolio_day x
+          where x.portfolio_id = p_portfolio and x.date = d.date offset 0) pd
+        cross join lateral (
+          select max(m.date) as prev_date from portfolio_timeseries_engine.portfolio_day m
+          where m.portfolio_id = p_portfolio and m.expected_count is not null and m.date < d.date) pv
+        cross join lateral (
+          select count(*)::integer as n, round(coalesce(sum(s.market_value), 0), 10) as eod, coalesce(max(s.epoch), 0) as epoch
+          from public.daily_position_snapshots s
+          where s.portfolio_id = p_portfolio and s.date = d.date
+            and case when s.security_id = any(v_hist)
+                     then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                     else s.epoch = 0 end) p
+        -- The day's portfolio flows, summed per currency, converted once per currency at the
+        -- as-of rate (exact: sum(x) * r = sum(x * r) in numeric).
+        cross join lateral (
+          select round(coalesce(sum(f.bod * r.rate), 0), 10) as bod_cashflow,
+                 round(coalesce(sum(f.eod * r.rate), 0), 10) as eod_cashflow,
+                 round(coalesce(sum(f.fees * r.rate), 0), 10) as fees
+          from (
+            select c.currency,
+              sum(c.amount) filter (where c.timing = 'BOD') as bod,
+              sum(c.amount) filter (where c.timing = 'EOD') as eod,
+              sum(abs(c.amount)) filter (where c.classification = 'EXPENSE') as fees
+            from public.cashflows c
+            where c.portfolio_id = p_portfolio and c.cashflow_date = d.date and c.is_portfolio_flow
+            group by c.currency) f
+          cross join lateral (
+            select case when f.currency = v_base then 1::numeric else coalesce((
+              select x.rate from public.fx_rates x
+              where x.from_currency = f.currency and x.to_currency = v_base and x.rate_date <= d.date
+              order by x.rate_date desc limit 1),
+              portfolio_timeseries_engine.internal_error(format('portfolio %s, %s: no %s->%s rate for a day that was not blocked',
+                p_portfolio, d.date, f.currency, v_base))) end as rate) r) cv
+        window w as (order by d.date)
       ), upserted as (
         insert into public.portfolio_timeseries as pt (
           portfolio_id, date, epoch, bod_market_value, bod_cashflow, eod_cashflow, eod_market_value, fees, position_count)
         select p_portfolio, v.date, v.epoch,
+          -- BOD: the previous declared day's EOD, new when that day is in this run.
           case
             when v.prev_date is null then 0
-            when v.prev_date = any(v_days) then (select v2.eod from vals v2 where v2.date = v.prev_date)
+            when v.prev_date = v.prev_run_date then v.prev_run_eod
             else coalesce((select pp.eod_market_value from public.portfolio_timeseries pp
                            where pp.portfolio_id = p_portfolio and pp.date = v.prev_date),
                           portfolio_timeseries_engine.internal_error(format(
@@ -547,8 +608,12 @@ begin
           updated_at = now()
         returning pt.date, pt.eod_market_value
       )
+      -- The probe below reads the table as it was before this statement: the old EOD.
       select coalesce(array_agg(u.date order by u.date), '{}') into v_changed
-      from upserted u left join old o on o.date = u.date
+      from upserted u
+      left join lateral (
+        select o.eod_market_value from public.portfolio_timeseries o
+        where o.portfolio_id = p_portfolio and o.date = u.date offset 0) o on true
       where o.eod_market_value is distinct from u.eod_market_value;
 
       exit;
@@ -566,12 +631,15 @@ begin
 
   if cardinality(v_days) > 0 then
     -- Every rebuilt day has exactly its positions' rows.
-    select d.date, pd.position_count, (select count(*) from public.position_timeseries pt
-                                       where pt.portfolio_id = p_portfolio and pt.date = d.date) as n into v_bad
+    select d.date, pd.position_count, n.n into v_bad
     from unnest(v_days) d(date)
-    join portfolio_timeseries_engine.portfolio_day pd on pd.portfolio_id = p_portfolio and pd.date = d.date
-    where pd.position_count <> (select count(*) from public.position_timeseries pt
-                                where pt.portfolio_id = p_portfolio and pt.date = d.date)
+    cross join lateral (
+      select x.position_count from portfolio_timeseries_engine.portfolio_day x
+      where x.portfolio_id = p_portfolio and x.date = d.date offset 0) pd
+    cross join lateral (
+      select count(*) as n from public.position_timeseries pt
+      where pt.portfolio_id = p_portfolio and pt.date = d.date) n
+    where pd.position_count <> n.n
     limit 1;
     if found then
       perform portfolio_timeseries_engine.internal_error(format('portfolio %s, %s: %s positions but %s position rows',
@@ -630,5 +698,59 @@ begin
     'bod_updates', v_bod_updates,
     'stopped_at', v_stop,
     'stop_reason', v_stop_reason);
+end;
+$$;
+
+-- Several portfolios in one transaction (the drain's unit of work): the commit, its WAL flush and
+-- the round trips are paid once per batch instead of once per portfolio, which is most of the
+-- cost of a day of many small portfolios. Each portfolio runs in its own subtransaction: one that
+-- fails is undone alone, recorded (portfolio_job.last_error, retried after a back-off) and the
+-- others go on; one that another job holds is reported busy; one whose guard row tells it that
+-- this transaction's snapshot is older than another job's commit (40001) is reported for retry.
+-- Stops taking portfolios after p_max_ms; those not reached stay pending.
+create or replace function portfolio_timeseries_engine.compute_portfolios(p_portfolios text[], p_max_ms integer default 500)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_started timestamptz := clock_timestamp();
+  v_portfolio text;
+  v_run jsonb;
+  v_runs jsonb := '[]';
+  v_busy jsonb := '[]';
+  v_retry jsonb := '[]';
+  v_failed jsonb := '[]';
+  v_not_reached jsonb := '[]';
+  v_error text;
+  v_retry_at timestamptz;
+begin
+  foreach v_portfolio in array p_portfolios loop
+    if clock_timestamp() - v_started > make_interval(secs => p_max_ms / 1000.0) then
+      v_not_reached := v_not_reached || to_jsonb(v_portfolio);
+      continue;
+    end if;
+    begin
+      v_run := portfolio_timeseries_engine.compute_portfolio(v_portfolio);
+      if (v_run ->> 'busy')::boolean then
+        v_busy := v_busy || to_jsonb(v_portfolio);
+      else
+        v_runs := v_runs || v_run;
+      end if;
+    exception
+      when serialization_failure or deadlock_detected then
+        v_retry := v_retry || to_jsonb(v_portfolio);
+      when others then
+        get stacked diagnostics v_error = message_text;
+        begin
+          v_retry_at := portfolio_timeseries_engine.record_failure(v_portfolio, v_error);
+        exception when serialization_failure then
+          v_retry_at := null; -- another job of it committed meanwhile: it fails again next time if it must
+        end;
+        v_failed := v_failed || jsonb_build_object('portfolio_id', v_portfolio, 'error', v_error, 'retry_at', v_retry_at);
+    end;
+  end loop;
+  return jsonb_build_object('runs', v_runs, 'busy', v_busy, 'retry', v_retry, 'failed', v_failed,
+    'not_reached', v_not_reached);
 end;
 $$;

@@ -20,15 +20,12 @@ as $$
     join public.portfolios p on p.base_currency = r.to_currency
     where r.kind = 'F' and (p_portfolio is null or p.portfolio_id = p_portfolio)
     union all
-    select s.portfolio_id, s.date
+    -- An instrument: every day of the portfolios fan_out will reach (the pending changes that
+    -- name it already count above).
+    select ps.portfolio_id, '-infinity'::date
     from portfolio_timeseries_engine.reference_change r
-    join public.daily_position_snapshots s on s.security_id = r.security_id
-    where r.kind = 'I' and (p_portfolio is null or s.portfolio_id = p_portfolio)
-    union all
-    select c.portfolio_id, c.cashflow_date
-    from portfolio_timeseries_engine.reference_change r
-    join public.cashflows c on c.security_id = r.security_id
-    where r.kind = 'I' and (p_portfolio is null or c.portfolio_id = p_portfolio)
+    join portfolio_timeseries_engine.portfolio_security ps on ps.security_id = r.security_id
+    where r.kind = 'I' and (p_portfolio is null or ps.portfolio_id = p_portfolio)
   ) x
   group by x.portfolio_id
 $$;

@@ -33,8 +33,12 @@ export interface DrainResult {
 }
 
 export interface DrainOptions {
-  /** Stop after this many compute calls (the rest stays pending for the next drain). */
+  /** Stop after this many portfolios (the rest stays pending for the next drain). */
   maxPortfolios?: number;
+  /** Portfolios per transaction (default 50). */
+  batchSize?: number;
+  /** Stop a batch after this much work, in ms (default 500); the rest stays pending. */
+  batchMs?: number;
   /** Called after every portfolio (progress lines, metrics). */
   onRun?: (run: PortfolioRun, durationMs: number) => void;
 }
@@ -94,15 +98,38 @@ export async function fanOut(client: QueryClient, onRetry?: () => void): Promise
   }, onRetry);
 }
 
+interface BatchResult {
+  runs: PortfolioRun[];
+  busy: string[];
+  retry: string[];
+  failed: { portfolio_id: string; error: string; retry_at: string | null }[];
+  not_reached: string[];
+}
+
+/** Compute a batch of portfolios in one REPEATABLE READ transaction (compute_portfolios). */
+export async function computePortfolios(
+  client: QueryClient, portfolioIds: string[], maxMs: number, onRetry?: () => void,
+): Promise<BatchResult> {
+  return inRepeatableRead(client, async () => {
+    const { rows } = await client.query<{ r: BatchResult }>(
+      'select portfolio_timeseries_engine.compute_portfolios($1, $2) as r', [portfolioIds, maxMs]);
+    return rows[0]!.r;
+  }, onRetry);
+}
+
 /**
  * Apply every pending change. Loops until no portfolio with pending changes is left that this
  * drain could take: a portfolio another job holds is left to that job (which looks again after
- * its commit) and also retried shortly by a scheduled job, in case that job dies.
+ * its commit) and also retried shortly by a scheduled job, in case that job dies. Portfolios are
+ * computed in batches (one transaction each, at most `batchMs` of work) so that the commit is
+ * paid once per batch.
  */
 export async function drain(client: QueryClient, options: DrainOptions = {}): Promise<DrainResult> {
   const result: DrainResult = { runs: [], busy: [], failed: [], referenceChanges: 0, retries: 0 };
   const onRetry = () => { result.retries++; };
   const max = options.maxPortfolios ?? Number.POSITIVE_INFINITY;
+  const batchSize = options.batchSize ?? 50;
+  const batchMs = options.batchMs ?? 500;
   // A backend whose client is gone stops at its next check instead of running a whole job for
   // nobody (and holding the portfolio's lock meanwhile).
   await client.query('set client_connection_check_interval = 1000');
@@ -119,30 +146,28 @@ export async function drain(client: QueryClient, options: DrainOptions = {}): Pr
       'select portfolio_id from portfolio_timeseries_engine.pending_portfolios(1000)');
     if (rows.length === 0) break;
     let progress = false;
-    for (const { portfolio_id: portfolioId } of rows) {
-      if (calls >= max) break;
+    const pending = rows.map((r) => r.portfolio_id);
+    for (let i = 0; i < pending.length && calls < max; i += batchSize) {
+      const batch = pending.slice(i, Math.min(i + batchSize, i + (max - calls)));
       const started = performance.now();
-      try {
-        calls++;
-        const run = await computePortfolio(client, portfolioId, onRetry);
-        if (run.busy) {
-          busy.add(portfolioId);
-        } else {
-          busy.delete(portfolioId);
-          progress = true;
-          result.runs.push(run);
-          options.onRun?.(run, performance.now() - started);
-        }
-      } catch (error) {
-        if (isConnectionError(error)) throw error;
-        const message = (error as Error).message ?? String(error);
-        const { rows: f } = await client.query<{ retry_at: string }>(
-          'select portfolio_timeseries_engine.record_failure($1, $2)::text as retry_at', [portfolioId, message]);
-        const retryAt = f[0]!.retry_at;
-        result.failed.push({ portfolio_id: portfolioId, error: message, retry_at: retryAt });
-        await client.query(
-          `select graphile_worker.add_job('portfolio_timeseries:drain', '{}'::json, run_at := $1::timestamptz)`, [retryAt]);
+      const r = await computePortfolios(client, batch, batchMs, onRetry);
+      const ms = performance.now() - started;
+      calls += r.runs.length + r.busy.length + r.failed.length + r.retry.length;
+      for (const p of r.busy) busy.add(p);
+      if (r.runs.length > 0) progress = true;
+      for (const run of r.runs) {
+        busy.delete(run.portfolio_id);
+        result.runs.push(run);
+        options.onRun?.(run, ms / r.runs.length);
       }
+      for (const f of r.failed) {
+        result.failed.push({ portfolio_id: f.portfolio_id, error: f.error, retry_at: f.retry_at ?? '' });
+        if (f.retry_at) {
+          await client.query(
+            `select graphile_worker.add_job('portfolio_timeseries:drain', '{}'::json, run_at := $1::timestamptz)`, [f.retry_at]);
+        }
+      }
+      if (r.retry.length > 0 || r.not_reached.length > 0) progress = true; // still pending: looked at again
     }
     if (!progress || calls >= max) break;
   }
