@@ -6,5 +6,6 @@ export { taskList, crontab, COMPUTE_TASK, SWEEP_TASK } from './tasks.js';
 export { runWorker, runWorkerOnce, sweep } from './worker.js';
 export { declarePortfolioDay, sealPortfolioDay } from './manifest.js';
 export { readPortfolioTimeseries, readPositionTimeseries } from './readers.js';
+export { readReturns, readMoneyWeightedReturn, readRisk, readPositionReturns, resolveRange, type Queryable } from './returns.js';
 export { readStatus } from './status.js';
 export type * from './types.js';

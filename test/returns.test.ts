@@ -1,15 +1,19 @@
 // The read side of issue #10: time-weighted and money-weighted returns, risk and position
 // returns, from rows the engine computed (inputs written as a producer would, then the worker).
-// Hand-computed vectors first, then status (only current days count), then random series against the independent model in test/model/returns.ts.
+// Hand-computed vectors first, then status (only current days count), the library and the CLI,
+// then random series against the independent model in test/model/returns.ts.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { freshDatabase } from './helpers/db.js';
 import { declare, insertCashflow, insertFx, insertPortfolio, insertSnapshot } from './helpers/fixtures.js';
 import { runWorkerOnce } from '../src/worker.js';
 import { Decimal } from '../src/decimal.js';
 import type { Sql } from '../src/db.js';
+import { readMoneyWeightedReturn, readPositionReturns, readReturns, readRisk } from '../src/returns.js';
 import { Rng, seedFromEnv } from './model/book.js';
 import * as model from './model/returns.js';
 
+const bin = new URL('../bin/portfolio-timeseries.js', import.meta.url).pathname;
 const D = (v: string | number) => new Decimal(v);
 
 // ---------- writing a portfolio the way a producer does ----------
@@ -72,6 +76,11 @@ const s = (v: Decimal | null | undefined): string | null => (v === null || v ===
 function close(a: Decimal | null, b: Decimal | null, tol = '1e-12'): boolean {
   if (a === null || b === null) return a === b;
   return a.minus(b).abs().lte(new Decimal(tol).times(Decimal.max(1, b.abs())));
+}
+
+function cli(args: string[], env: Record<string, string | undefined>) {
+  const r = spawnSync(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 // ---------- hand-computed vectors ----------
@@ -498,6 +507,92 @@ t.test('XIRR solver: brackets, both sides, extremes, no answer', async (t) => {
       t.ok(r.rate !== null && m.roots.some((root) => close(D(r.rate), root)), `random ${i}: ${r.rate} is one of ${m.roots.join(', ')}`);
     }
   }
+});
+
+// ---------- the library and the CLI ----------
+
+t.test('typed readers and the returns command', async (t) => {
+  const db = await freshDatabase(t);
+  const { sql } = db;
+  await writePortfolio(sql, 'C', [
+    { date: '2025-03-03', mv: '1010', bod: '1000' },
+    { date: '2025-03-04', mv: '1029.2', fee: '1' },       // GROSS (1029.2 - 1010 + 1) / 1010 = 2%
+    { date: '2025-03-05', mv: '1018.908' },               // -1%
+  ], '2025-01-01');
+  await insertSnapshot(sql, { portfolio_id: 'C', security_id: 'CASH_USD', date: '2025-03-06', quantity: 1, market_value: 1, market_value_local: 1 });
+  await runWorkerOnce({ connectionString: db.url });
+  const rows = await modelRows(sql, 'C');
+  const range = { period: 'MTD' as const, asOf: '2025-03-06' };
+
+  const twr = await readReturns(sql, 'C', range, { basis: 'NET' });
+  t.ok(twr.twr instanceof Decimal, 'Decimal, not number');
+  const mt = model.twr(rows, 'NET', '2025-03-01', '2025-03-06');
+  t.same([twr.from, twr.to, twr.basis, twr.calendarDays, twr.dayCount], ['2025-03-01', '2025-03-06', 'NET', 6, 3]);
+  t.ok(close(twr.twr, mt.twr), `twr ${twr.twr} model ${mt.twr}`);
+  t.same(twr.missingDays, ['2025-03-06'], 'the undeclared day');
+  t.same(twr.days.map((d) => d.date), ['2025-03-03', '2025-03-04', '2025-03-05']);
+  t.ok(twr.days.every((d, i) => close(d.cumulativeReturn, mt.daily[i]!.cumulative)));
+  const mwr = await readMoneyWeightedReturn(sql, 'C', range, { basis: 'NET' });
+  const mm = model.mwr(rows, 'NET', '2025-03-01', '2025-03-06');
+  t.ok(close(mwr.mwr, mm.mwr) && close(mwr.mwrPeriod, mm.mwrPeriod), `mwr ${mwr.mwr}`);
+  t.equal(mwr.mwrAnnualised, null);
+  const risk = await readRisk(sql, 'C', { from: '2025-03-01', to: '2025-03-06' }, { basis: 'NET', riskFreeRate: '0.02' });
+  const mr = model.risk(mt.daily, D('0.02'));
+  t.ok(close(risk.volatility, mr.volatility) && close(risk.sharpe, mr.sharpe) && close(risk.sortino, mr.sortino), 'risk = model');
+  t.same([s(risk.maxDrawdown), risk.drawdownPeak, risk.drawdownTrough], [s(mr.maxDrawdown), mr.drawdownPeak, mr.drawdownTrough]);
+  const pos = await readPositionReturns(sql, 'C', 'CASH_USD', { from: '2025-03-03', to: '2025-03-05' });
+  t.same([pos.securityId, pos.dayCount, pos.zeroBaseDays], ['CASH_USD', 3, ['2025-03-03']]);
+  // Inside a caller's transaction, the readers use its snapshot.
+  const inTx = await sql.begin((txn) => readReturns(txn, 'C', range, { basis: 'NET' }));
+  t.equal(s(inTx.twr), s(twr.twr));
+
+  const env = { DATABASE_URL: db.url };
+  const r = cli(['returns', '--portfolio', 'C', '--period', 'MTD', '--as-of', '2025-03-06', '--basis', 'NET', '--risk-free', '0.02', '--json'], env);
+  t.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Record<string, unknown>;
+  t.same(Object.keys(out), ['portfolio_id', 'from', 'to', 'basis', 'twr', 'twr_annualised', 'mwr', 'mwr_annualised',
+    'mwr_period', 'volatility', 'max_drawdown', 'drawdown_peak', 'drawdown_trough', 'sharpe', 'sortino', 'missing_days', 'days']);
+  t.same(out, {
+    portfolio_id: 'C', from: '2025-03-01', to: '2025-03-06', basis: 'NET',
+    twr: s(twr.twr), twr_annualised: null, mwr: s(mwr.mwr), mwr_annualised: null, mwr_period: s(mwr.mwrPeriod),
+    volatility: s(risk.volatility), max_drawdown: s(risk.maxDrawdown), drawdown_peak: risk.drawdownPeak,
+    drawdown_trough: risk.drawdownTrough, sharpe: s(risk.sharpe), sortino: s(risk.sortino),
+    missing_days: ['2025-03-06'],
+    days: twr.days.map((d) => ({ date: d.date, daily_return: s(d.dailyReturn), cumulative_return: s(d.cumulativeReturn) })),
+  });
+  t.match(out.twr as string, /^-?\d+(\.\d+)?$/, 'a plain decimal string');
+
+  const human = cli(['returns', '--portfolio', 'C', '--from', '2025-03-03', '--to', '2025-03-05'], env);
+  t.equal(human.code, 0, human.stderr);
+  t.match(human.stdout, /portfolio C: 2025-03-03 to 2025-03-05 \(3 calendar days, 3 with data\), basis GROSS/);
+  t.match(human.stdout, /TWR\s+1\.989800%/, 'GROSS TWR 1.9898%');
+  t.match(human.stdout, /missing days \(not current\): none/);
+  t.match(human.stdout, /2025-03-05\s+-1\.000000%\s+1\.989800%/);
+
+  const noMwr = cli(['returns', '--portfolio', 'C', '--from', '2025-03-05', '--to', '2025-03-05', '--json'], env);
+  t.equal(noMwr.code, 0, noMwr.stderr);
+  // One day still has two instants: -1029.2 at its start, +1018.908 at its end.
+  t.ok(close(D((JSON.parse(noMwr.stdout) as Record<string, string>).mwr_period!), D('-0.01'), '1e-25'), 'a one-day MWR is the day\'s return');
+  t.equal(cli(['returns', '--help'], {}).code, 0);
+  t.match(cli(['returns', '--help'], {}).stdout, /--period MTD\|QTD\|YTD\|SI\|1Y\|3Y\|5Y --as-of/);
+  for (const [args, message] of [
+    [['--portfolio', 'C'], /a range is required/],
+    [['--portfolio', 'C', '--from', '2025-03-01'], /--from and --to go together/],
+    [['--portfolio', 'C', '--from', '2025-03-01', '--to', '2025-03-02', '--period', 'YTD', '--as-of', '2025-03-02'], /not both/],
+    [['--portfolio', 'C', '--period', 'WTD', '--as-of', '2025-03-02'], /--period must be one of/],
+    [['--portfolio', 'C', '--from', '2025-02-30', '--to', '2025-03-02'], /--from must be a date/],
+    [['--portfolio', 'C', '--from', '2025-03-01', '--to', '2025-03-02', '--basis', 'TOTAL'], /--basis must be GROSS or NET/],
+    [['--portfolio', 'C', '--from', '2025-03-01', '--to', '2025-03-02', '--risk-free', '3%'], /--risk-free must be/],
+    [['--portfolio', 'C', '--frm', '2025-03-01'], /Unknown option '--frm'/],
+  ] as const) {
+    const u = cli(['returns', ...args], env);
+    t.equal(u.code, 2, `usage error: ${args.join(' ')}`);
+    t.match(u.stderr, message);
+  }
+  const unknown = cli(['returns', '--portfolio', 'NOPE', '--period', 'YTD', '--as-of', '2025-03-06'], env);
+  t.equal(unknown.code, 1);
+  t.match(unknown.stderr, /portfolio NOPE: unknown/);
+  t.match(cli(['--help'], {}).stdout, /returns --portfolio P/, 'listed in the main usage');
 });
 
 t.test('every read-side function pins its search_path', async (t) => {
