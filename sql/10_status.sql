@@ -6,28 +6,53 @@
 -- until the portfolio's job has run: a pending change at D can move the BOD of any later day.
 create or replace function portfolio_timeseries_engine.pending_from(p_portfolio text default null)
 returns table (portfolio_id text, from_date date)
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select x.portfolio_id, min(x.from_date)
-  from (
-    select c.portfolio_id, case when c.kind in ('P', 'A') then '-infinity'::date else c.date_from end as from_date
-    from portfolio_timeseries_engine.change c
-    where p_portfolio is null or c.portfolio_id = p_portfolio
-    union all
-    select p.portfolio_id, r.rate_date
-    from portfolio_timeseries_engine.reference_change r
-    join public.portfolios p on p.base_currency = r.to_currency
-    where r.kind = 'F' and (p_portfolio is null or p.portfolio_id = p_portfolio)
-    union all
-    -- An instrument: every day of the portfolios fan_out will reach (the pending changes that
-    -- name it already count above).
-    select ps.portfolio_id, '-infinity'::date
-    from portfolio_timeseries_engine.reference_change r
-    join portfolio_timeseries_engine.portfolio_security ps on ps.security_id = r.security_id
-    where r.kind = 'I' and (p_portfolio is null or ps.portfolio_id = p_portfolio)
-  ) x
-  group by x.portfolio_id
+begin
+  -- One statement per case: a cached plan of "p IS NULL OR portfolio_id = p" reads everything.
+  if p_portfolio is null then
+    return query
+    select x.portfolio_id, min(x.from_date)
+    from (
+      select c.portfolio_id, case when c.kind in ('P', 'A') then '-infinity'::date else c.date_from end as from_date
+      from portfolio_timeseries_engine.change c
+      union all
+      select p.portfolio_id, r.rate_date
+      from portfolio_timeseries_engine.reference_change r
+      join public.portfolios p on p.base_currency = r.to_currency
+      where r.kind = 'F'
+      union all
+      -- An instrument: every day of the portfolios fan_out will reach (the pending changes that
+      -- name it already count above).
+      select ps.portfolio_id, '-infinity'::date
+      from portfolio_timeseries_engine.reference_change r
+      join portfolio_timeseries_engine.portfolio_security ps on ps.security_id = r.security_id
+      where r.kind = 'I'
+    ) x
+    group by x.portfolio_id;
+  else
+    return query
+    select p_portfolio, min(x.from_date)
+    from (
+      select case when c.kind in ('P', 'A') then '-infinity'::date else c.date_from end as from_date
+      from portfolio_timeseries_engine.change c
+      where c.portfolio_id = p_portfolio
+      union all
+      select r.rate_date
+      from portfolio_timeseries_engine.reference_change r
+      join public.portfolios p on p.base_currency = r.to_currency and p.portfolio_id = p_portfolio
+      where r.kind = 'F'
+      union all
+      select '-infinity'::date
+      from portfolio_timeseries_engine.reference_change r
+      join portfolio_timeseries_engine.portfolio_security ps
+        on ps.security_id = r.security_id and ps.portfolio_id = p_portfolio
+      where r.kind = 'I'
+    ) x
+    having min(x.from_date) is not null;
+  end if;
+end;
 $$;
 
 -- States, decided per portfolio in date order:
@@ -117,7 +142,7 @@ as $$
       else null
     end as detail,
     exists (select 1 from public.portfolio_timeseries pt
-            where pt.portfolio_id = x.portfolio_id and pt.date = x.date) as has_row
+            where pt.portfolio_id = x.portfolio_id and pt.date = x.date offset 0) as has_row
   from decided x
   order by x.portfolio_id, x.date
 $$;

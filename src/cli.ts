@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { connect } from './db.js';
 import { stderrLogger } from './log.js';
+import { returnsCommand } from './cli-returns.js';
 import { migrate } from './migrate.js';
 import { readStatus } from './status.js';
 import { runWorker, runWorkerOnce } from './worker.js';
@@ -12,6 +13,8 @@ const USAGE = `usage: portfolio-timeseries <command> [options]   (connection: DA
   worker [--once] [--concurrency N]     run jobs until SIGTERM/SIGINT; --once: until no job is runnable
          [--verbose]
   status [--portfolio P] [--json]       state of every portfolio-day
+  returns --portfolio P (--from D --to D | --period MTD|QTD|YTD|SI|1Y|3Y|5Y --as-of D)
+          [--basis GROSS|NET] [--risk-free R] [--json]   TWR, MWR and risk (returns --help)
 `;
 
 class UsageError extends Error {}
@@ -100,6 +103,7 @@ async function main(argv: string[]): Promise<number> {
       }
       return 0;
     }
+    case 'returns': return returnsCommand(rest);
     case undefined:
     case '-h':
     case '--help':

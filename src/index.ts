@@ -7,5 +7,6 @@ export { drain, computePortfolio, fanOut, type QueryClient, type DrainResult, ty
 export { runWorker, runWorkerOnce, sweep } from './worker.js';
 export { declarePortfolioDay, sealPortfolioDay } from './manifest.js';
 export { readPortfolioTimeseries, readPositionTimeseries } from './readers.js';
+export { readReturns, readMoneyWeightedReturn, readRisk, readPositionReturns, resolveRange, type Queryable } from './returns.js';
 export { readStatus } from './status.js';
 export type * from './types.js';

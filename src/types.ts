@@ -96,3 +96,82 @@ export interface WorkerOptions {
   /** With the default logger, also write info and debug (job results). Ignored with `logger`. Default false. */
   verbose?: boolean;
 }
+
+// ---------- Read side: returns and risk (issue #10) ----------
+
+/** GROSS treats fees as the external flows they are stored as; NET counts them as a cost. */
+export type ReturnBasis = 'GROSS' | 'NET';
+
+export type ReturnPeriod = 'MTD' | 'QTD' | 'YTD' | 'SI' | '1Y' | '3Y' | '5Y';
+
+/** An explicit range, or a named period ending on `asOf`. */
+export type ReturnRange = { from: IsoDate; to: IsoDate } | { period: ReturnPeriod; asOf: IsoDate };
+
+/** One usable day: returns are fractions (0.05 is 5%). */
+export interface DailyReturn {
+  date: IsoDate;
+  dailyReturn: Decimal;
+  cumulativeReturn: Decimal;
+  /** BOD + BOD cash flow was 0: the return is 0 by convention. */
+  zeroBase: boolean;
+}
+
+/** What every summary says about its range. `from` is never before the portfolio's open date. */
+export interface ReturnRangeInfo {
+  portfolioId: string;
+  from: IsoDate;
+  to: IsoDate;
+  basis: ReturnBasis;
+  /** Calendar days of the range, to - from + 1. */
+  calendarDays: number;
+  /** Usable (current) days with a row. */
+  dayCount: number;
+  /** Days of the range that exist but are not current (waiting, blocked, queued, undeclared...). */
+  missingDays: IsoDate[];
+}
+
+export interface TimeWeightedReturn extends ReturnRangeInfo {
+  /** Cumulative return over the usable days; null when there is none. */
+  twr: Decimal | null;
+  /** Only for ranges longer than 365 days. */
+  twrAnnualised: Decimal | null;
+  zeroBaseDays: IsoDate[];
+  days: DailyReturn[];
+}
+
+/** A position's return has no basis: fees charged to the position are a cost of it. */
+export interface PositionTimeWeightedReturn extends Omit<TimeWeightedReturn, 'basis'> {
+  securityId: string;
+}
+
+export interface MoneyWeightedReturn extends ReturnRangeInfo {
+  /** Annual rate (XIRR); null with `reason` when there is none. */
+  mwr: Decimal | null;
+  /** Equals `mwr` for ranges of at least 365 days, else null. */
+  mwrAnnualised: Decimal | null;
+  /** For ranges shorter than 365 days: (1 + mwr)^(days / 365) - 1, else null. */
+  mwrPeriod: Decimal | null;
+  reason: string | null;
+}
+
+export interface RiskMeasures extends ReturnRangeInfo {
+  riskFreeRate: Decimal;
+  /** (1 + riskFreeRate)^(1/252) - 1 */
+  riskFreeDaily: Decimal;
+  volatility: Decimal | null;
+  maxDrawdown: Decimal | null;
+  drawdownPeak: IsoDate | null;
+  drawdownTrough: IsoDate | null;
+  sharpe: Decimal | null;
+  sortino: Decimal | null;
+}
+
+export interface ReturnOptions {
+  /** Default GROSS. */
+  basis?: ReturnBasis;
+}
+
+export interface RiskOptions extends ReturnOptions {
+  /** Annual risk-free rate R as a fraction; default 0. */
+  riskFreeRate?: Decimal | string;
+}
