@@ -3,5 +3,5 @@
 -- replaces: portfolio_timeseries_engine.compute_portfolio(text) (stage 2, converted)
 -- caught-by: test/isolation.test.ts PT_ISOLATION_SPEC=fx-beside-manifest
 select pg_temp.mutate('portfolio_timeseries_engine.compute_portfolio(text)',
-  $m$and x.rate_date <= f.date$m$,
-  $m$and x.rate_date < f.date$m$);
+  $m$and x.rate_date <= d.date$m$,
+  $m$and x.rate_date < d.date$m$);

@@ -3,5 +3,5 @@
 -- replaces: portfolio_timeseries_engine.compute_portfolio(text) (stage 2, flows)
 -- caught-by: test/examples.test.ts
 select pg_temp.mutate('portfolio_timeseries_engine.compute_portfolio(text)',
-  $m$where c.portfolio_id = p_portfolio and c.cashflow_date = any(v_days) and c.is_portfolio_flow$m$,
-  $m$where c.portfolio_id = p_portfolio and c.cashflow_date = any(v_days) and (c.is_portfolio_flow or c.security_id is null)$m$);
+  $m$where c.portfolio_id = p_portfolio and c.cashflow_date = d.date and c.is_portfolio_flow$m$,
+  $m$where c.portfolio_id = p_portfolio and c.cashflow_date = d.date and (c.is_portfolio_flow or c.security_id is null)$m$);
