@@ -34,7 +34,7 @@ export async function figure7(ctx: Ctx): Promise<FigureResult> {
     }
     ps.forEach((p, i) => queues[i % s.sessions]!.push(p));
   }
-  const db = await ctx.clone('f7_producers');
+  const db = await ctx.clone('f7_producers', undefined, { autovacuum: true });
   try {
     const admin = session(db.url);
     await loadReference(admin, book);
