@@ -68,6 +68,11 @@ export async function figure6(ctx: Ctx): Promise<FigureResult> {
       Object.assign(details, { rawCopyMs: rawMs, copyMs, overPct, fromManifestMs: fromManifest, fromSnapshotsMs: fromSnapshots, jobs, functions });
       rows.push(row('6', `daily ${size}: manifests' commit -> all current (concurrency ${s.concurrency})`, secs(fromManifest), '<= 15 s',
         fromManifest <= 15_000, fromManifest / 1000));
+      const cp = functions.find((f) => f.funcname === 'compute_portfolio');
+      if (cp) {
+        rows.push(row('6', '  compute_portfolio calls, time summed over the workers, per call',
+          `${cp.calls}, ${secs(cp.total_ms)}, ${(cp.total_ms / cp.calls).toFixed(1)} ms`, 'report', null, null));
+      }
       rows.push(row('6', `snapshot COPY of ${snapshots} rows: triggers add`, `${pctText(overPct)} (${secs(copyMs)} vs ${secs(rawMs)})`,
         'report', null, overPct));
       ctx.log(`6 daily: all current ${secs(fromManifest)} after the manifests (${secs(fromSnapshots)} after the snapshot COPY began); verifying ...`);
