@@ -1,14 +1,16 @@
-// Database plumbing for the benchmark: throwaway databases cloned from the migrated template,
-// COPY loading, and the engine's function-level timings (pg_stat_user_functions).
+// Database plumbing for the benchmark: throwaway databases cloned from the migrated template (or
+// from a database a figure prepared once), COPY loading, planner statistics on and off, and the
+// engine's function-level timings (pg_stat_user_functions).
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import postgres from 'postgres';
-import { databaseUrl, serverUrl, templateName } from '../test/helpers/db.js';
+import { migrate } from '../src/migrate.js';
+import { databaseUrl, serverUrl } from '../test/helpers/db.js';
 import {
-  CASHFLOW_COLUMNS, FX_COLUMNS, INSTRUMENT_COLUMNS, MANIFEST_COLUMNS, PORTFOLIO_COLUMNS, SNAPSHOT_COLUMNS,
-  type Book,
+  copyText, FX_COLUMNS, INSTRUMENT_COLUMNS, PORTFOLIO_COLUMNS, TABLES,
+  type Book, type BookDay, type InputTable, type PortfolioDay,
 } from './book.js';
 
 export type Pg = postgres.Sql<Record<string, never>>;
@@ -18,26 +20,111 @@ export interface BenchDb {
   url: string;
 }
 
-/** Clone the migrated template (PT_TEMPLATE_DB) into a new database, with function timing on. */
-export async function createBenchDb(label: string): Promise<BenchDb> {
-  const name = `pt_bench_${label}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
-  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(`create database "${name}" template "${templateName}"`);
-    // Per-function call counts and times for every session of this database (workers included).
-    await admin.unsafe(`alter database "${name}" set track_functions = 'all'`);
-  } finally {
-    await admin.end();
-  }
-  return { name, url: databaseUrl(name) };
+function admin(): postgres.Sql {
+  return postgres(serverUrl, { max: 1, onnotice: () => {} });
 }
 
-export async function dropBenchDb(db: BenchDb): Promise<void> {
-  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(`drop database if exists "${db.name}" with (force)`);
-  } finally {
-    await admin.end();
+export function benchDbName(label: string): string {
+  return `pt_bench_${label}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+}
+
+/**
+ * The bench databases of one run: the template it clones and every database it created and has
+ * not dropped yet (dropped together at the end, or on a signal).
+ */
+export class Databases {
+  static readonly open = new Set<Databases>();
+  private readonly live = new Map<string, BenchDb>();
+
+  constructor() {
+    Databases.open.add(this);
+  }
+
+  /**
+   * The template the bench clones: PT_TEMPLATE_DB when set (built by `npm run pretest`), else a
+   * template migrated now from this checkout's migrations (dropped with the other databases).
+   */
+  async template(log: (m: string) => void): Promise<BenchDb> {
+    const named = process.env.PT_TEMPLATE_DB;
+    const sql = admin();
+    try {
+      if (named) {
+        const [row] = await sql`select 1 as ok from pg_database where datname = ${named}`;
+        if (!row) throw new Error(`PT_TEMPLATE_DB=${named} does not exist: build it with npm run pretest, or unset PT_TEMPLATE_DB`);
+        return { name: named, url: databaseUrl(named) };
+      }
+      const name = benchDbName('template');
+      await sql.unsafe(`create database "${name}"`);
+      const db = { name, url: databaseUrl(name) };
+      this.live.set(name, db);
+      log(`migrating a template database ${name} (set PT_TEMPLATE_DB to reuse one)`);
+      await migrate(db.url, { logger: { error: (m) => log(m), warn: () => {}, info: () => {}, debug: () => {} } });
+      return db;
+    } finally {
+      await sql.end();
+    }
+  }
+
+  /**
+   * A new database cloned from `source` (the template, or a database a figure prepared; nobody may
+   * be connected to it). Autovacuum is off on every table unless `autovacuum` is set, so planner
+   * statistics exist only where the bench ANALYZEs (docs/performance.md, figure 5); function
+   * timing is on.
+   */
+  async clone(source: BenchDb, label: string, options: { autovacuum?: boolean } = {}): Promise<BenchDb> {
+    const name = benchDbName(label);
+    const sql = admin();
+    try {
+      await sql.unsafe(`create database "${name}" template "${source.name}"`);
+      await sql.unsafe(`alter database "${name}" set track_functions = 'all'`);
+    } finally {
+      await sql.end();
+    }
+    const db = { name, url: databaseUrl(name) };
+    this.live.set(name, db);
+    if (options.autovacuum) return db;
+    const s = session(db.url);
+    try {
+      const tables = await s<{ name: string }[]>`
+        select format('%I.%I', n.nspname, c.relname) as name
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind in ('r', 'm') and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast')
+          and n.nspname not like 'pg_temp%'
+          and not coalesce(c.reloptions @> array['autovacuum_enabled=false'], false)`;
+      for (const { name: t } of tables) {
+        await s.unsafe(`alter table ${t} set (autovacuum_enabled = false, toast.autovacuum_enabled = false)`);
+      }
+    } finally {
+      await s.end();
+    }
+    return db;
+  }
+
+  async drop(db: BenchDb): Promise<void> {
+    const sql = admin();
+    try {
+      await sql.unsafe(`drop database if exists "${db.name}" with (force)`);
+    } finally {
+      await sql.end();
+    }
+    this.live.delete(db.name);
+  }
+
+  /** Drop every database of this run (with `keep`, only say which are left). */
+  async dropAll(log: (m: string) => void, keep = false): Promise<void> {
+    if (keep) {
+      if (this.live.size > 0) log(`kept databases: ${[...this.live.keys()].join(', ')}`);
+    } else {
+      for (const db of [...this.live.values()]) {
+        await this.drop(db).catch((e: unknown) => log(`drop ${db.name}: ${String(e)}`));
+      }
+    }
+    Databases.open.delete(this);
+  }
+
+  /** Every run's databases (on SIGINT/SIGTERM). */
+  static async dropEverything(log: (m: string) => void, keep = false): Promise<void> {
+    for (const dbs of [...Databases.open]) await dbs.dropAll(log, keep);
   }
 }
 
@@ -67,43 +154,64 @@ export function session(
     onnotice: options.onnotice ?? (() => {}),
     connection: options.replica ? { session_replication_role: 'replica' } : {},
     socket: noDelaySocket,
+    idle_timeout: 0,
   } as postgres.Options<Record<string, never>>) as unknown as Pg;
 }
 
-export async function copyIn(sql: Pg, table: string, columns: string[], text: string): Promise<void> {
-  if (text.length === 0) return;
+/** One COPY statement (its own transaction unless one is open) streaming `chunks`. */
+export async function copyIn(sql: Pg, table: string, columns: string[], chunks: Iterable<string> | string): Promise<void> {
   const stream = await sql.unsafe(`copy ${table} (${columns.join(', ')}) from stdin`).writable();
-  await pipeline(Readable.from([text]), stream);
+  await pipeline(Readable.from(typeof chunks === 'string' ? [chunks] : chunks), stream);
 }
 
-/** Reference data first: portfolios, instruments, FX rates. */
-export async function loadReference(sql: Pg, book: Book, schema = 'public'): Promise<void> {
-  await copyIn(sql, `${schema}.portfolios`, PORTFOLIO_COLUMNS, book.portfolios);
-  await copyIn(sql, `${schema}.instruments`, INSTRUMENT_COLUMNS, book.instruments);
-  await copyIn(sql, `${schema}.fx_rates`, FX_COLUMNS, book.fx);
+/** Reference data: portfolios, instruments, FX rates (one COPY each). */
+export async function loadReference(sql: Pg, book: Book): Promise<void> {
+  await copyIn(sql, 'public.portfolios', PORTFOLIO_COLUMNS, book.portfolios);
+  await copyIn(sql, 'public.instruments', INSTRUMENT_COLUMNS, book.instruments);
+  await copyIn(sql, 'public.fx_rates', FX_COLUMNS, book.fx);
 }
 
-export type ManifestMode = 'per-day' | 'end';
-
-/**
- * The daily producer: for each day one COPY of its snapshots, one of its cash flows and (in
- * `per-day` mode) one of its manifest rows; in `end` mode all manifest rows at the end.
- */
-export async function loadDays(
-  sql: Pg, book: Book, mode: ManifestMode, schema = 'public', afterDay?: (index: number) => Promise<void>,
+/** One COPY of one input table for these days (and portfolios). */
+export async function copyDays(
+  sql: Pg, days: Iterable<BookDay>, table: InputTable, keep?: (p: PortfolioDay) => boolean,
 ): Promise<void> {
-  for (const [index, day] of book.days.entries()) {
-    await copyIn(sql, `${schema}.daily_position_snapshots`, SNAPSHOT_COLUMNS, day.snapshots);
-    await copyIn(sql, `${schema}.cashflows`, CASHFLOW_COLUMNS, day.cashflows);
-    if (mode === 'per-day') await copyIn(sql, `${schema}.daily_aggregation_manifest`, MANIFEST_COLUMNS, day.manifests);
-    if (afterDay) await afterDay(index);
+  await copyIn(sql, TABLES[table].table, TABLES[table].columns, copyText(days, table, keep));
+}
+
+/** The backfill load: one COPY per input table, snapshots, then cash flows, then manifests. */
+export async function copyAll(sql: Pg, days: BookDay[], keep?: (p: PortfolioDay) => boolean): Promise<void> {
+  await copyDays(sql, days, 'snapshots', keep);
+  await copyDays(sql, days, 'cashflows', keep);
+  await copyDays(sql, days, 'manifests', keep);
+}
+
+/** ANALYZE every table of the database (planner statistics as after autovacuum caught up). */
+export async function analyzeAll(url: string): Promise<number> {
+  const sql = session(url);
+  const t = performance.now();
+  try {
+    await sql`analyze`;
+  } finally {
+    await sql.end();
   }
-  if (mode === 'end') {
-    for (const day of book.days) {
-      await copyIn(sql, `${schema}.daily_aggregation_manifest`, MANIFEST_COLUMNS, day.manifests);
-    }
+  return performance.now() - t;
+}
+
+/** Tables that have planner statistics or were analysed by autovacuum (none in a no-stats run). */
+export async function statisticsPresent(url: string): Promise<{ analysedTables: string[]; autoAnalysed: string[] }> {
+  const sql = session(url);
+  try {
+    const analysed = await sql<{ name: string }[]>`
+      select distinct format('%I.%I', n.nspname, c.relname) as name
+      from pg_statistic s join pg_class c on c.oid = s.starelid join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname in ('public', 'portfolio_timeseries_engine', 'graphile_worker')`;
+    const auto = await sql<{ name: string }[]>`
+      select format('%I.%I', schemaname, relname) as name from pg_stat_user_tables
+      where last_autoanalyze is not null or last_autovacuum is not null`;
+    return { analysedTables: analysed.map((r) => r.name), autoAnalysed: auto.map((r) => r.name) };
+  } finally {
+    await sql.end();
   }
-  await sql`select 1`; // the last COPY has committed
 }
 
 export interface FunctionStat {
@@ -114,13 +222,20 @@ export interface FunctionStat {
 }
 
 /**
- * pg_stat_user_functions of the database. Call it after every other session of the database has
- * ended: a backend flushes its counters when it exits (or at most once a second while idle).
+ * pg_stat_user_functions of the database. A backend flushes its counters when it exits (while it
+ * lives, at most once a second and only when idle), so this waits (up to `waitMs`) until no other
+ * session is connected to the database: call it after the sessions of interest have been closed.
  */
-export async function functionStats(url: string): Promise<FunctionStat[]> {
-  await new Promise((resolve) => setTimeout(resolve, 1200));
+export async function functionStats(url: string, waitMs = 5000): Promise<FunctionStat[]> {
   const sql = session(url);
   try {
+    const deadline = performance.now() + waitMs;
+    for (;;) {
+      const [r] = await sql<{ n: number }[]>`
+        select count(*)::int as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
+      if (r!.n === 0 || performance.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     const rows = await sql<{ funcname: string; calls: string; total_ms: number; self_ms: number }[]>`
       select funcname, calls::text as calls, total_time::float8 as total_ms, self_time::float8 as self_ms
       from pg_stat_user_functions
@@ -130,57 +245,4 @@ export async function functionStats(url: string): Promise<FunctionStat[]> {
   } finally {
     await sql.end();
   }
-}
-
-export interface AutoAnalyze {
-  stop(): Promise<{ analyzes: number; ms: number }>;
-}
-
-/**
- * A stand-in for autovacuum's ANALYZE with a shorter naptime (default 10 s instead of 60 s): in
- * its own session, every `naptimeMs`, ANALYZE each table whose changes since its last analyze exceed autovacuum's
- * default threshold (50 rows + 10% of the table). A database in service has planner statistics;
- * a freshly cloned one gets none from autovacuum for up to a minute, and the engine's plans depend
- * on them (docs/performance.md). It competes for the CPU like autovacuum would.
- */
-export function startAutoAnalyze(url: string, naptimeMs = 10_000): AutoAnalyze {
-  const sql = session(url);
-  let stopping = false;
-  let analyzes = 0;
-  let ms = 0;
-  let wake: (() => void) | null = null;
-  const loop = (async () => {
-    while (!stopping) {
-      const due = await sql<{ name: string }[]>`
-        select format('%I.%I', schemaname, relname) as name
-        from pg_stat_user_tables
-        where schemaname in ('public', 'portfolio_timeseries_engine')
-          and n_mod_since_analyze > 50 + 0.1 * greatest(n_live_tup, 0)
-        order by n_mod_since_analyze desc`;
-      for (const { name } of due) {
-        if (stopping) break;
-        const t = performance.now();
-        await sql.unsafe(`analyze ${name}`);
-        ms += performance.now() - t;
-        analyzes++;
-      }
-      if (stopping) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, naptimeMs);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  })();
-  return {
-    async stop() {
-      stopping = true;
-      wake?.();
-      await loop;
-      await sql.end();
-      return { analyzes, ms };
-    },
-  };
 }

@@ -16,8 +16,8 @@ import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type postgres from 'postgres';
 import { runWorkerOnce } from '../src/worker.js';
-import { CASHFLOW_COLUMNS, MANIFEST_COLUMNS, SNAPSHOT_COLUMNS, generateBook } from './book.js';
-import { copyIn, createBenchDb, dropBenchDb, loadDays, loadReference, session, type Pg } from './pg.js';
+import { generateBook } from './book.js';
+import { copyAll, copyDays, Databases, loadReference, session, type Pg } from './pg.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -33,11 +33,12 @@ const { values: args } = parseArgs({
 });
 
 const book = generateBook({
-  portfolios: Number(args.portfolios), positions: Number(args.positions), days: Number(args.days),
+  groups: [{ count: Number(args.portfolios), positions: Number(args.positions) }], days: Number(args.days),
   seed: Number(args.seed), gapRate: 0.02,
 });
 const lastDay = book.days[book.days.length - 1]!;
-const history = { ...book, days: book.days.slice(0, -1) };
+const history = book.days.slice(0, -1);
+const lastDayRows = lastDay.portfolios.reduce((n, p) => n + p.snapshots.length, 0);
 
 interface Plan {
   ms: number;
@@ -60,6 +61,13 @@ async function explained(sql: Pg, plans: Plan[], fn: () => Promise<unknown>): Pr
   const ms = performance.now() - t;
   await sql.unsafe(`set auto_explain.log_min_duration = -1`);
   return ms;
+}
+
+/** compute_portfolio must run in a REPEATABLE READ transaction. */
+async function inRepeatableRead(sql: Pg, portfolioId: string): Promise<void> {
+  await sql`begin isolation level repeatable read`;
+  await sql`select portfolio_timeseries_engine.compute_portfolio(${portfolioId})`;
+  await sql`commit`;
 }
 
 function explainedSession(url: string, plans: Plan[]): Pg {
@@ -85,21 +93,22 @@ function report(title: string, wallMs: number, plans: Plan[]): string {
   return lines.join('\n');
 }
 
-const db = await createBenchDb('profile');
+const log = (m: string) => console.error(`[profile] ${m}`);
+const dbs = new Databases();
+const db = await dbs.clone(await dbs.template(log), 'profile');
 const out: string[] = [];
 const fullPlans: string[] = [];
 try {
   const loader = session(db.url);
   await loadReference(loader, book);
-  await loadDays(loader, history, 'per-day');
+  await copyAll(loader, history);
   if (args.analyze) await loader`analyze`;
 
   const backfill: Plan[] = [];
   const sql1 = explainedSession(db.url, backfill);
-  const ms1 = await explained(sql1, backfill, () =>
-    sql1`select portfolio_timeseries_engine.compute_portfolio('P00001')`);
+  const ms1 = await explained(sql1, backfill, () => inRepeatableRead(sql1, 'P00001'));
   await sql1.end();
-  out.push(report(`backfill job, P00001, ${history.days.length} days`, ms1, backfill));
+  out.push(report(`backfill job, P00001, ${history.length} days`, ms1, backfill));
   fullPlans.push(`######## backfill\n${backfill.map((p) => `-- ${p.ms} ms\n${p.text}`).join('\n')}`);
 
   await runWorkerOnce({ connectionString: db.url, concurrency: 2 });
@@ -107,21 +116,24 @@ try {
   // The last day's COPYs, the snapshot one under auto_explain (trigger statements included).
   const copyPlans: Plan[] = [];
   const sql2 = explainedSession(db.url, copyPlans);
-  const ms2 = await explained(sql2, copyPlans, () =>
-    copyIn(sql2, 'public.daily_position_snapshots', SNAPSHOT_COLUMNS, lastDay.snapshots));
+  const ms2 = await explained(sql2, copyPlans, () => copyDays(sql2, [lastDay], 'snapshots'));
   await sql2.end();
-  out.push(report(`snapshot COPY of one day (${lastDay.snapshotRows} rows) with its statement trigger`, ms2, copyPlans));
+  out.push(report(`snapshot COPY of one day (${lastDayRows} rows) with its statement trigger`, ms2, copyPlans));
   fullPlans.push(`######## snapshot copy\n${copyPlans.map((p) => `-- ${p.ms} ms\n${p.text}`).join('\n')}`);
-  await copyIn(loader, 'public.cashflows', CASHFLOW_COLUMNS, lastDay.cashflows);
-  await copyIn(loader, 'public.daily_aggregation_manifest', MANIFEST_COLUMNS, lastDay.manifests);
+  await copyDays(loader, [lastDay], 'cashflows');
+  await copyDays(loader, [lastDay], 'manifests');
   if (args.analyze) await loader`analyze`;
 
   const incremental: Plan[] = [];
   const sql3 = explainedSession(db.url, incremental);
-  const ms3 = await explained(sql3, incremental, () =>
-    sql3`select portfolio_timeseries_engine.compute_portfolio('P00001')`);
+  const ms3 = await explained(sql3, incremental, async () => {
+    await sql3`begin isolation level repeatable read`;
+    await sql3`select portfolio_timeseries_engine.fan_out()`;
+    await sql3`commit`;
+    await inRepeatableRead(sql3, 'P00001');
+  });
   await sql3.end();
-  out.push(report(`incremental job, P00001, 1 new day after ${history.days.length} computed days`, ms3, incremental));
+  out.push(report(`incremental job, P00001, 1 new day after ${history.length} computed days`, ms3, incremental));
   fullPlans.push(`######## incremental\n${incremental.map((p) => `-- ${p.ms} ms\n${p.text}`).join('\n')}`);
   await loader.end();
   console.log(out.join('\n'));
@@ -130,6 +142,5 @@ try {
     console.log(`\nfull plans written to ${args.plans}`);
   }
 } finally {
-  if (args.keep) console.error(`kept database ${db.name}`);
-  else await dropBenchDb(db);
+  await dbs.dropAll(log, args.keep);
 }

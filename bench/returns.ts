@@ -22,7 +22,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { connect } from '../src/db.js';
 import { mulberry32 } from '../test/model/book.js';
-import { copyIn, createBenchDb, dropBenchDb, session, type Pg } from './pg.js';
+import { copyIn, Databases, session, type Pg } from './pg.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -171,7 +171,8 @@ async function measure(label: string, goalMs: number | null, n: number, pid: num
   return fig;
 }
 
-const db = await createBenchDb('returns');
+const dbs = new Databases();
+const db = await dbs.clone(await dbs.template(log), 'returns', { autovacuum: true });
 log(`database ${db.name}`);
 const figures: Figure[] = [];
 let failed = false;
@@ -237,7 +238,6 @@ try {
   console.log(`load average ${load0.toFixed(2)} at the start of the measurements, ${load1.toFixed(2)} at the end (${cpus} cores)`);
   console.log(rows.join('\n'));
 } finally {
-  if (args.keep) log(`kept database ${db.name}`);
-  else await dropBenchDb(db);
+  await dbs.dropAll(log, args.keep);
 }
 if (failed) process.exitCode = 1;

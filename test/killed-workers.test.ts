@@ -111,7 +111,8 @@ t.test('8 producers, workers killed every few seconds: no deadlock, no orphaned 
             }
             if (prng.chance(0.5)) {
               const s = held[prng.int(0, POSITIONS - 1)]!;
-              const [{ currency }] = await tx<{ currency: string }[]>`select currency from instruments where security_id = ${s}`;
+              const [ins] = await tx<{ currency: string }[]>`select currency from instruments where security_id = ${s}`;
+              const currency = ins!.currency;
               await tx`insert into cashflows (transaction_id, portfolio_id, security_id, cashflow_date, amount, currency,
                          classification, timing, is_position_flow, is_portfolio_flow)
                        values (${`${pf}-${d}-${s}`}, ${pf}, ${s}, ${d}, -12.5, ${currency}, 'EXPENSE', 'EOD', true, true)`;
