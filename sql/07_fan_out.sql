@@ -45,13 +45,25 @@ begin
                 where f.from_currency = x.from_currency and f.to_currency = x.to_currency and f.rate_date > x.rate_date),
                'infinity') as until
     from (select distinct r.from_currency, r.to_currency, r.rate_date from unnest(v_refs) r where r.kind = 'F') x
+  ), islands as materialized (
+    -- Ranges of one pair that touch (a day's rate until the next day's rate: a whole history of
+    -- daily rates) are merged, so a reload of every rate is one change per portfolio and currency,
+    -- not one per rate.
+    select g.from_currency, g.to_currency, min(g.rate_date) as date_from, max(g.until) as until
+    from (
+      select r.*, sum(case when r.rate_date = r.prev_until then 0 else 1 end)
+               over (partition by r.from_currency, r.to_currency order by r.rate_date) as island
+      from (select r.*, lag(r.until) over (partition by r.from_currency, r.to_currency order by r.rate_date) as prev_until
+            from ranges r) r
+    ) g
+    group by g.from_currency, g.to_currency, g.island
   )
-  select p.portfolio_id, 'F', r.rate_date, r.until - 1, r.from_currency
-  from ranges r
+  select p.portfolio_id, 'F', r.date_from, r.until - 1, r.from_currency
+  from islands r
   join public.portfolios p on p.base_currency = r.to_currency
   where exists (
     select 1 from public.daily_aggregation_manifest m
-    where m.portfolio_id = p.portfolio_id and m.aggregation_date >= r.rate_date and m.aggregation_date < r.until
+    where m.portfolio_id = p.portfolio_id and m.aggregation_date >= r.date_from and m.aggregation_date < r.until
     offset 0);
 
   -- Instrument K: every portfolio that has had a snapshot of K (the registry its jobs keep), or

@@ -60,12 +60,17 @@ export function isConnectionError(error: unknown): boolean {
   return /Connection terminated|ECONNRESET|ECONNREFUSED|EPIPE|not queryable|Client has encountered a connection error/i.test(message);
 }
 
-/** Run `fn` in a REPEATABLE READ transaction, retrying serialization failures and deadlocks. */
+/**
+ * Run `fn` in a REPEATABLE READ transaction, retrying serialization failures and deadlocks.
+ * The commit does not wait for its WAL flush (synchronous_commit off, this transaction only): a
+ * job's transaction holds only derived data, and a commit lost in a server crash takes its
+ * consumed change rows back with it, so the next job simply computes the same rows again.
+ */
 export async function inRepeatableRead<T>(
   client: QueryClient, fn: () => Promise<T>, onRetry: () => void = () => {},
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
-    await client.query('begin isolation level repeatable read');
+    await client.query('begin isolation level repeatable read; set local synchronous_commit = off');
     try {
       const result = await fn();
       await client.query('commit');
@@ -130,23 +135,33 @@ export async function drain(client: QueryClient, options: DrainOptions = {}): Pr
   const max = options.maxPortfolios ?? Number.POSITIVE_INFINITY;
   const batchSize = options.batchSize ?? 50;
   const batchMs = options.batchMs ?? 500;
-  // A backend whose client is gone stops at its next check instead of running a whole job for
-  // nobody (and holding the portfolio's lock meanwhile).
-  await client.query('set client_connection_check_interval = 1000');
   const busy = new Set<string>();
   let calls = 0;
+  let fanOutWaits = 0;
   for (;;) {
-    const { rows: refs } = await client.query<{ n: number }>(
-      'select count(*)::int as n from portfolio_timeseries_engine.reference_change');
-    if ((refs[0]?.n ?? 0) > 0) {
+    // One round trip: the pending reference changes and portfolios. (It also makes a backend whose
+    // client is gone stop at its next check instead of running a whole job for nobody, holding
+    // the portfolio's lock meanwhile.)
+    const { rows: [state] } = await client.query<{ refs: number; pending: string[] }>(
+      `select set_config('client_connection_check_interval', '1000', false),
+              (select count(*)::int from portfolio_timeseries_engine.reference_change) as refs,
+              array(select portfolio_id from portfolio_timeseries_engine.pending_portfolios(1000)) as pending`);
+    if ((state?.refs ?? 0) > 0) {
       const n = await fanOut(client, onRetry);
-      if (n > 0) result.referenceChanges += n;
+      if (n > 0) {
+        result.referenceChanges += n;
+        continue;
+      }
+      // Another drain is fanning them out: wait for it (up to a few seconds) rather than compute
+      // portfolios that its changes would make this drain compute again.
+      if (n < 0 && fanOutWaits++ < 100) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
     }
-    const { rows } = await client.query<{ portfolio_id: string }>(
-      'select portfolio_id from portfolio_timeseries_engine.pending_portfolios(1000)');
-    if (rows.length === 0) break;
+    const pending = state?.pending ?? [];
+    if (pending.length === 0) break;
     let progress = false;
-    const pending = rows.map((r) => r.portfolio_id);
     for (let i = 0; i < pending.length && calls < max; i += batchSize) {
       const batch = pending.slice(i, Math.min(i + batchSize, i + (max - calls)));
       const started = performance.now();

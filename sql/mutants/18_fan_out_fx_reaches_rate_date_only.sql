@@ -4,5 +4,5 @@
 -- replaces: portfolio_timeseries_engine.fan_out() (the 'F' change's date_to)
 -- caught-by: test/isolation.test.ts PT_ISOLATION_SPEC=fx-beside-manifest
 select pg_temp.mutate('portfolio_timeseries_engine.fan_out()',
-  $m$select p.portfolio_id, 'F', r.rate_date, r.until - 1, r.from_currency$m$,
-  $m$select p.portfolio_id, 'F', r.rate_date, r.rate_date, r.from_currency$m$);
+  $m$select p.portfolio_id, 'F', r.date_from, r.until - 1, r.from_currency$m$,
+  $m$select p.portfolio_id, 'F', r.date_from, r.date_from, r.from_currency$m$);
