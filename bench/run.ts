@@ -21,13 +21,14 @@ const { values: args } = parseArgs({
     keep: { type: 'boolean', default: false },
     seed: { type: 'string', default: '1' },
     strict: { type: 'boolean', default: false },
+    backfill: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
 });
 
 if (args.help) {
-  console.log('usage: npm run bench -- [--quick] [--only 1,3] [--json FILE] [--keep] [--seed N] [--strict]');
+  console.log('usage: npm run bench -- [--quick] [--only 1,3] [--json FILE] [--keep] [--seed N] [--strict] [--backfill PxNxD]');
   process.exit(0);
 }
 
@@ -49,7 +50,13 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-const sizes = args.quick ? QUICK_SIZES : DEFAULT_SIZES;
+const sizes = structuredClone(args.quick ? QUICK_SIZES : DEFAULT_SIZES);
+if (args.backfill) {
+  // --backfill PORTFOLIOSxPOSITIONSxDAYS: another book for figure 1 (to study one size).
+  const [p, n, d] = args.backfill.split('x').map(Number);
+  if (![p, n, d].every((x) => Number.isInteger(x) && x! > 0)) throw new Error(`--backfill must be PxNxD, got ${args.backfill}`);
+  Object.assign(sizes.backfill, { portfolios: p, positions: n, days: d });
+}
 log(`${args.quick ? 'quick' : 'default'} sizes, figures ${[...only].join(', ')}, seed ${seed}`);
 const result = await runBench({ sizes, seed, only, keep: args.keep, log });
 console.log(`\nportfolio-timeseries bench (issue #7), ${args.quick ? '--quick sizes' : 'default sizes'}, seed ${seed}\n`);

@@ -14,6 +14,8 @@ create or replace function portfolio_timeseries_engine.day_reasons(
 returns table (date date, reason text)
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
+-- One portfolio through its indexes, never a sequential scan (see compute_portfolio).
+set enable_seqscan = off
 as $$
 begin
   -- PL/pgSQL rather than SQL: a SQL function's body is planned again at every call, and this one

@@ -35,6 +35,12 @@ set search_path = pg_catalog, pg_temp
 -- and session serves every call: planning them again at every call cost as much as running them
 -- for a day of 50 positions (docs/performance.md).
 set plan_cache_mode = force_generic_plan
+-- ... and none of them should ever read a table sequentially: each reads one portfolio through an
+-- index on (portfolio_id, ...). Statistics taken while the outputs and the engine's tables were
+-- empty (a fresh install analysed before its backfill) make a sequential scan look free, and it
+-- then grows with every portfolio computed: 135 ms per portfolio without statistics, 300 to
+-- 600 ms and rising with them, before this setting.
+set enable_seqscan = off
 as $$
 declare
   v_changes portfolio_timeseries_engine.change[];
@@ -370,13 +376,27 @@ begin
             and pd.position_count > 0 and not (pd.date = any(v_days))
         ) x
       ), snaps as (
-        -- Each run day's snapshots by one index scan of (portfolio, date).
+        -- Each run day's snapshots by one index scan of (portfolio, date), with the day's security
+        -- flows summed per security by one index scan of (portfolio, date) and joined within the
+        -- day (a few rows on each side, whatever the plan).
         select s.security_id, g.date, s.epoch, s.quantity, s.cost_basis_local, s.market_value, s.market_value_local,
-               s.valuation_status, g.seg, g.all_dirty, g.is_new
+               s.valuation_status, g.seg, g.all_dirty, g.is_new,
+               s.bod_position, s.eod_position, s.bod_portfolio, s.eod_portfolio, s.fees
         from seg g
         cross join lateral (
-          select x.security_id, x.epoch, x.quantity, x.cost_basis_local, x.market_value, x.market_value_local, x.valuation_status
+          select x.security_id, x.epoch, x.quantity, x.cost_basis_local, x.market_value, x.market_value_local, x.valuation_status,
+                 f.bod_position, f.eod_position, f.bod_portfolio, f.eod_portfolio, f.fees
           from public.daily_position_snapshots x
+          left join (
+            select cf.security_id,
+              sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'BOD') as bod_position,
+              sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'EOD') as eod_position,
+              sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'BOD') as bod_portfolio,
+              sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'EOD') as eod_portfolio,
+              sum(abs(cf.amount)) filter (where cf.is_portfolio_flow and cf.classification = 'EXPENSE') as fees
+            from public.cashflows cf
+            where cf.portfolio_id = p_portfolio and cf.cashflow_date = g.date and cf.security_id is not null
+            group by cf.security_id) f on f.security_id = x.security_id
           where x.portfolio_id = p_portfolio and x.date = g.date
             and case when x.security_id = any(v_hist)
                      then x.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, x.security_id, x.date)
@@ -421,9 +441,9 @@ begin
       ), vals as (
         select b.security_id, b.date, b.epoch, b.bod_value, b.market_value_local, b.quantity, b.bod_unvalued,
           b.bod_date, b.bod_epoch, b.is_new,
-          coalesce(f.bod_position, 0) as bod_position, coalesce(f.eod_position, 0) as eod_position,
-          coalesce(f.bod_portfolio, 0) as bod_portfolio, coalesce(f.eod_portfolio, 0) as eod_portfolio,
-          coalesce(f.fees, 0) as fees,
+          coalesce(b.bod_position, 0) as bod_position, coalesce(b.eod_position, 0) as eod_position,
+          coalesce(b.bod_portfolio, 0) as bod_portfolio, coalesce(b.eod_portfolio, 0) as eod_portfolio,
+          coalesce(b.fees, 0) as fees,
           -- cost_basis_local / quantity rounded half away from zero at 10 places from the exact
           -- quotient: the integer quotient of the value scaled by 10^10, plus one unit when the
           -- remainder is at least half the divisor (dividing first would round twice).
@@ -434,17 +454,6 @@ begin
                             then sign(b.cost_basis_local) * sign(b.quantity) else 0 end) / 10000000000
           end as cost
         from bod b
-        -- The position's flows: one index probe per position (a join with the day's flows
-        -- aggregated apart is planned as a nested loop over both when statistics are missing).
-        cross join lateral (
-          select
-            sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'BOD') as bod_position,
-            sum(cf.amount) filter (where cf.is_position_flow and cf.timing = 'EOD') as eod_position,
-            sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'BOD') as bod_portfolio,
-            sum(cf.amount) filter (where cf.is_portfolio_flow and cf.timing = 'EOD') as eod_portfolio,
-            sum(abs(cf.amount)) filter (where cf.is_portfolio_flow and cf.classification = 'EXPENSE') as fees
-          from public.cashflows cf
-          where cf.portfolio_id = p_portfolio and cf.cashflow_date = b.date and cf.security_id = b.security_id) f
       ), checked as materialized (
       select v.is_new, v.security_id, v.date, v.epoch,
         case when v.bod_unvalued is null then v.bod_value

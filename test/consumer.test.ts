@@ -157,3 +157,42 @@ for (const version of GRAPHILE_WORKER_VERSIONS) {
     t.equal(cjs.stdout.trim(), '3 function 0.3', `require() works too (Node >= 20.19): ${cjs.stderr}`);
   });
 }
+
+t.test("a DBA runs graphile-migrate from the service's root with the package's gmrc.cjs", async (t) => {
+  const { dir, install } = await consumers.get('^0.18.0')!;
+  t.equal(install.code, 0, 'installed');
+  const bin = (name: string) => path.join(dir, 'node_modules', '.bin', name);
+  const url = await emptyDatabase(t, 'dba');
+  const migrate = () => sh(bin('graphile-migrate'), ['migrate', '--config', 'node_modules/portfolio-timeseries/gmrc.cjs'],
+    { cwd: dir, env: cleanEnv({ DATABASE_URL: url }) });
+  const engineObjects = async () => {
+    const s = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      const [r] = await s<{ n: number }[]>`
+        select (select count(*) from pg_namespace where nspname = 'portfolio_timeseries_engine')
+             + (select count(*) from pg_class where relnamespace = 'public'::regnamespace)::int as n`;
+      return r!.n;
+    } finally {
+      await s.end();
+    }
+  };
+
+  // Without graphile-worker's schema: refused before anything of the engine exists.
+  const refused = await migrate();
+  t.not(refused.code, 0, 'graphile-migrate migrate fails');
+  t.match(refused.stdout + refused.stderr, /needs graphile-worker's schema \(graphile_worker\.add_job\)/, 'and says what is missing');
+  t.match(refused.stdout + refused.stderr, /graphile-worker --schema-only/, 'and how to install it');
+  t.equal(Number(await engineObjects()), 0, 'no table, no engine schema was created');
+
+  // With it, the same command applies the committed migrations; the service then runs on them.
+  const schema = await sh(bin('graphile-worker'), ['--schema-only', '-c', url], { cwd: dir, env: cleanEnv() });
+  t.equal(schema.code, 0, `graphile-worker --schema-only: ${schema.stderr}`);
+  const applied = await migrate();
+  t.equal(applied.code, 0, `graphile-migrate migrate: ${applied.stdout}${applied.stderr}`);
+  t.match(applied.stdout + applied.stderr, /000001-/, 'the initial migration ran');
+  const run = await sh(process.execPath, ['build/main.js'], { cwd: dir, env: cleanEnv({ DATABASE_URL: url }) });
+  t.equal(run.code, 0, `the service ran on the DBA's migration (stderr: ${run.stderr})`);
+  const out = JSON.parse(run.stdout) as { rows: { date: string; eod: string }[]; migrationLogged: boolean };
+  t.same(out.rows.map((r) => [r.date, r.eod]), [['2025-01-02', '2500.00'], ['2025-01-03', '2625.00']], 'and computed its days');
+  t.notOk(out.migrationLogged, "migrate() in the service found nothing left to apply");
+});
