@@ -28,17 +28,26 @@ begin
     select portfolio_timeseries_engine.epoch_keys(p_portfolio) as keys
   ), pf as (
     select p.base_currency from public.portfolios p where p.portfolio_id = p_portfolio
-  ), pos as materialized (
-    select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
-           i.currency as instrument_currency
+  ), snaps as materialized (
+    select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local
     from public.daily_position_snapshots s
     cross join hist h
-    left join lateral (
-      select x.currency from public.instruments x where x.security_id = s.security_id offset 0) i on true
     where s.portfolio_id = p_portfolio and s.date = any(p_dates)
       and case when s.security_id = any(h.keys)
                then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
                else s.epoch = 0 end
+  ), instr as materialized (
+    -- One probe per security, not per position day (a backfill has hundreds of days per
+    -- security), kept as two arrays: a join of the days' positions with it would be planned as a
+    -- nested loop over both (a generic plan estimates one row for each).
+    select array_agg(k.security_id) as ids, array_agg(i.currency) as currencies
+    from (select distinct s.security_id from snaps s) k
+    left join lateral (
+      select x.currency from public.instruments x where x.security_id = k.security_id offset 0) i on true
+  ), pos as materialized (
+    select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
+           n.currencies[array_position(n.ids, s.security_id)] as instrument_currency
+    from snaps s cross join instr n
   ), flows as materialized (
     select c.transaction_id, c.security_id, c.cashflow_date, c.currency, c.is_portfolio_flow
     from public.cashflows c
@@ -47,6 +56,13 @@ begin
     select distinct pos.date, pos.instrument_currency as currency from pos where pos.instrument_currency is not null
     union
     select f.cashflow_date, f.currency from flows f where f.security_id is null and f.is_portfolio_flow
+  ), first_fx as materialized (
+    -- A rate on or before a day exists unless the day is before the pair's first rate: one probe
+    -- per currency instead of one per day and currency.
+    select array_agg(c.currency) as currencies,
+      array_agg((select min(r.rate_date) from public.fx_rates r
+                 where r.from_currency = c.currency and r.to_currency = pf.base_currency)) as first_dates
+    from (select distinct n.currency from needed_fx n) c cross join pf
   ), reasons as (
     select d.date, format('portfolio %s unknown', p_portfolio) as reason
     from (select distinct d as date from unnest(p_dates) d) d where not exists (select 1 from pf)
@@ -103,11 +119,9 @@ begin
         offset 0)
     union all
     select n.date, format('FX rate %s->%s missing on or before %s', n.currency, pf.base_currency, n.date)
-    from needed_fx n cross join pf
+    from needed_fx n cross join pf cross join first_fx f
     where n.currency <> pf.base_currency
-      and not exists (select 1 from public.fx_rates r
-                      where r.from_currency = n.currency and r.to_currency = pf.base_currency and r.rate_date <= n.date
-                      offset 0)
+      and n.date < coalesce(f.first_dates[array_position(f.currencies, n.currency)], 'infinity')
   )
   select r.date, string_agg(distinct r.reason, '; ' order by r.reason) from reasons r group by r.date;
 end;

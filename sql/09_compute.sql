@@ -70,6 +70,8 @@ declare
   v_caught_reason text;
   v_bad record;
   v_gone record;
+  v_computed date[];
+  v_partial date[];
 begin
   if current_setting('transaction_isolation') <> 'repeatable read' then
     raise exception 'portfolio_timeseries_engine.compute_portfolio(%) must run in a REPEATABLE READ transaction', p_portfolio;
@@ -199,7 +201,7 @@ begin
   v_last_kept := (
     select max(pd.date) from portfolio_timeseries_engine.portfolio_day pd
     where pd.portfolio_id = p_portfolio and pd.position_count > 0 and not pd.all_positions_dirty);
-  v_next := array(
+  v_next := case when v_last_kept is null then '{}' else array(
     select distinct row('N', p.security_id, n.date)::portfolio_timeseries_engine.position_ref
     from unnest(v_positions) p
     cross join lateral (
@@ -209,19 +211,25 @@ begin
                  then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
                  else s.epoch = 0 end
       order by s.date limit 1) n
-    where p.kind = 'S' and p.date < v_last_kept);
+    where p.kind = 'S' and p.date < v_last_kept) end;
 
   -- A deleted (or moved, or re-epoched away) effective snapshot removes its position row at once
   -- (contract section 2), whether or not its day can be recomputed yet.
-  -- Found by one probe per written position and deleted one by one by key (they are few; a join
-  -- of the written set with the table could be planned as a scan of the portfolio's history).
+  -- Only days computed before can hold position rows: one probe per written date finds them (none
+  -- in a backfill), then one probe per written position of those days, deleted one by one by key
+  -- (they are few; a join of the written set with the table could be planned as a scan of the
+  -- portfolio's history).
+  v_computed := array(
+    select x.date
+    from (select distinct p.date from unnest(v_positions) p where p.kind = 'S') x
+    cross join lateral (
+      select d.computed_count from portfolio_timeseries_engine.portfolio_day d
+      where d.portfolio_id = p_portfolio and d.date = x.date offset 0) pd
+    where pd.computed_count > 0);
   for v_gone in
     select p.security_id, p.date
     from unnest(v_positions) p
-    cross join lateral (
-      select d.computed_count from portfolio_timeseries_engine.portfolio_day d
-      where d.portfolio_id = p_portfolio and d.date = p.date offset 0) pd
-    where p.kind = 'S' and pd.computed_count > 0
+    where cardinality(v_computed) > 0 and p.kind = 'S' and p.date = any(v_computed)
       and not exists (
         select 1 from public.daily_position_snapshots s
         where s.portfolio_id = p_portfolio and s.security_id = p.security_id and s.date = p.date
@@ -244,15 +252,23 @@ begin
                    else s.epoch = 0 end);
   end if;
 
-  -- Position days to rebuild (on days that are not rebuilt whole anyway).
-  insert into portfolio_timeseries_engine.dirty_position (portfolio_id, date, security_id)
-  select distinct p_portfolio, p.date, p.security_id
-  from (select * from unnest(v_positions) union all select * from unnest(v_next)) p
-  cross join lateral (
-    select 1 from portfolio_timeseries_engine.portfolio_day pd
-    where pd.portfolio_id = p_portfolio and pd.date = p.date and not pd.all_positions_dirty offset 0) pd
-  order by 2, 3
-  on conflict do nothing;
+  -- Position days to rebuild, on days that are not rebuilt whole anyway (none in a backfill): one
+  -- probe per date, then the positions of the dates found.
+  v_partial := array(
+    select x.date
+    from (select distinct p.date from (select * from unnest(v_positions) union all select * from unnest(v_next)) p) x
+    cross join lateral (
+      select pd.all_positions_dirty from portfolio_timeseries_engine.portfolio_day pd
+      where pd.portfolio_id = p_portfolio and pd.date = x.date offset 0) pd
+    where not pd.all_positions_dirty);
+  if cardinality(v_partial) > 0 then
+    insert into portfolio_timeseries_engine.dirty_position (portfolio_id, date, security_id)
+    select distinct p_portfolio, p.date, p.security_id
+    from (select * from unnest(v_positions) union all select * from unnest(v_next)) p
+    where p.date = any(v_partial)
+    order by 2, 3
+    on conflict do nothing;
+  end if;
 
   -- Days whose portfolio row is affected without a change of their counters.
   v_touch := array(

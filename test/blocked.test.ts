@@ -400,3 +400,42 @@ t.test('waiting shows k of n; undeclared for snapshots with no manifest', async 
     prow('2025-09-11', { bod_market_value: '600', eod_market_value: '150' }),
   ]);
 });
+
+t.test('the public view portfolio_day_status: every state, one portfolio or the book, before and after the job', async (t) => {
+  const db = await freshDatabase(t);
+  const { sql } = db;
+  await insertPortfolio(sql, 'PV1', 'USD');
+  for (const s of ['A', 'B']) await insertInstrument(sql, s, 'USD');
+  const snap = (p: string, s: string, date: string, v: number) => insertSnapshot(sql, { portfolio_id: p, security_id: s, date,
+    quantity: 1, cost_basis_local: v, market_value_local: v, market_value: v });
+  await snap('PV1', 'A', '2025-09-10', 100);
+  await snap('PV1', 'B', '2025-09-10', 50);
+  await declare(sql, 'PV1', '2025-09-10', 2);
+  await snap('PV1', 'A', '2025-09-11', 110);
+  await declare(sql, 'PV1', '2025-09-11', 2);
+  await snap('PV1', 'A', '2025-09-12', 120);
+  await snap('PGHOST', 'A', '2025-09-10', 10); // no portfolios row: blocked, and still listed
+  await declare(sql, 'PGHOST', '2025-09-10', 1);
+  type Row = { portfolio_id: string; date: string; state: string; detail: string | null; has_row: boolean };
+  const view = async (where = sql``): Promise<Row[]> => [...await sql<Row[]>`
+    select portfolio_id, date::text as date, state, detail, has_row from portfolio_day_status ${where} order by portfolio_id, date`];
+  const expected = async (): Promise<Row[]> => (await readStatus(sql)).map((s) =>
+    ({ portfolio_id: s.portfolio_id, date: s.date, state: s.state, detail: s.detail, has_row: s.has_row }));
+
+  // Before any job ran: the days are known from the pending changes.
+  t.strictSame((await view()).map((r) => [r.portfolio_id, r.date, r.state]), [
+    ['PGHOST', '2025-09-10', 'blocked'],
+    ['PV1', '2025-09-10', 'queued'], ['PV1', '2025-09-11', 'waiting'], ['PV1', '2025-09-12', 'undeclared'],
+  ], 'before the job: every day with its state');
+  t.strictSame(await view(), await expected(), 'the view equals status() row for row');
+
+  await work(db);
+  t.strictSame((await view()).map((r) => [r.portfolio_id, r.date, r.state, r.detail, r.has_row]), [
+    ['PGHOST', '2025-09-10', 'blocked', (await view(sql`where portfolio_id = 'PGHOST'`))[0]!.detail, false],
+    ['PV1', '2025-09-10', 'current', null, true], ['PV1', '2025-09-11', 'waiting', '1 of 2', false],
+    ['PV1', '2025-09-12', 'undeclared', '1 positions, no manifest row', false],
+  ], 'after the job');
+  t.match((await view(sql`where portfolio_id = 'PGHOST'`))[0]!.detail, /portfolio PGHOST unknown|PGHOST/, 'the unknown portfolio is named');
+  t.strictSame(await view(), await expected(), 'the view equals status() row for row');
+  t.strictSame(await view(sql`where portfolio_id = 'PV1'`), (await expected()).filter((r) => r.portfolio_id === 'PV1'), 'filtered to one portfolio');
+});

@@ -61,12 +61,13 @@ t.test('migrate applies to an empty database and is idempotent', async (t) => {
   await migrate(url);
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   try {
-    const tables = await sql<{ table_name: string }[]>`
-      select table_name from information_schema.tables where table_schema = 'public' order by 1`;
-    t.same(tables.map((r) => r.table_name), [
+    const tables = await sql<{ table_name: string; table_type: string }[]>`
+      select table_name, table_type from information_schema.tables where table_schema = 'public' order by 1`;
+    t.same(tables.filter((r) => r.table_type === 'BASE TABLE').map((r) => r.table_name), [
       'cashflows', 'daily_aggregation_manifest', 'daily_position_snapshots', 'fx_rates', 'instruments',
       'portfolio_timeseries', 'portfolios', 'position_state', 'position_timeseries',
-    ]);
+    ], 'the contract tables');
+    t.same(tables.filter((r) => r.table_type === 'VIEW').map((r) => r.table_name), ['portfolio_day_status'], 'the status view');
     const [row] = await sql<{ n: number }[]>`select count(*)::int as n from graphile_migrate.migrations`;
     t.ok(row!.n >= 1, 'graphile-migrate recorded the committed migrations');
     const [worker] = await sql<{ exists: boolean }[]>`

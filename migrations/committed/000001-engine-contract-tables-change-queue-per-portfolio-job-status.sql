@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:af9a3a6878b8f0656fbaff614d51b1d452e7e8ea
+--! Hash: sha1:edcc4512cd1b4ed1947dc235f5be5e065ec7d6ef
 --! Message: engine: contract tables, change queue, per-portfolio job, status
 
 -- >>> sql/00_schemas.sql
@@ -992,17 +992,26 @@ begin
     select portfolio_timeseries_engine.epoch_keys(p_portfolio) as keys
   ), pf as (
     select p.base_currency from public.portfolios p where p.portfolio_id = p_portfolio
-  ), pos as materialized (
-    select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
-           i.currency as instrument_currency
+  ), snaps as materialized (
+    select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local
     from public.daily_position_snapshots s
     cross join hist h
-    left join lateral (
-      select x.currency from public.instruments x where x.security_id = s.security_id offset 0) i on true
     where s.portfolio_id = p_portfolio and s.date = any(p_dates)
       and case when s.security_id = any(h.keys)
                then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
                else s.epoch = 0 end
+  ), instr as materialized (
+    -- One probe per security, not per position day (a backfill has hundreds of days per
+    -- security), kept as two arrays: a join of the days' positions with it would be planned as a
+    -- nested loop over both (a generic plan estimates one row for each).
+    select array_agg(k.security_id) as ids, array_agg(i.currency) as currencies
+    from (select distinct s.security_id from snaps s) k
+    left join lateral (
+      select x.currency from public.instruments x where x.security_id = k.security_id offset 0) i on true
+  ), pos as materialized (
+    select s.security_id, s.date, s.epoch, s.valuation_status, s.market_value, s.market_value_local,
+           n.currencies[array_position(n.ids, s.security_id)] as instrument_currency
+    from snaps s cross join instr n
   ), flows as materialized (
     select c.transaction_id, c.security_id, c.cashflow_date, c.currency, c.is_portfolio_flow
     from public.cashflows c
@@ -1011,6 +1020,13 @@ begin
     select distinct pos.date, pos.instrument_currency as currency from pos where pos.instrument_currency is not null
     union
     select f.cashflow_date, f.currency from flows f where f.security_id is null and f.is_portfolio_flow
+  ), first_fx as materialized (
+    -- A rate on or before a day exists unless the day is before the pair's first rate: one probe
+    -- per currency instead of one per day and currency.
+    select array_agg(c.currency) as currencies,
+      array_agg((select min(r.rate_date) from public.fx_rates r
+                 where r.from_currency = c.currency and r.to_currency = pf.base_currency)) as first_dates
+    from (select distinct n.currency from needed_fx n) c cross join pf
   ), reasons as (
     select d.date, format('portfolio %s unknown', p_portfolio) as reason
     from (select distinct d as date from unnest(p_dates) d) d where not exists (select 1 from pf)
@@ -1067,11 +1083,9 @@ begin
         offset 0)
     union all
     select n.date, format('FX rate %s->%s missing on or before %s', n.currency, pf.base_currency, n.date)
-    from needed_fx n cross join pf
+    from needed_fx n cross join pf cross join first_fx f
     where n.currency <> pf.base_currency
-      and not exists (select 1 from public.fx_rates r
-                      where r.from_currency = n.currency and r.to_currency = pf.base_currency and r.rate_date <= n.date
-                      offset 0)
+      and n.date < coalesce(f.first_dates[array_position(f.currencies, n.currency)], 'infinity')
   )
   select r.date, string_agg(distinct r.reason, '; ' order by r.reason) from reasons r group by r.date;
 end;
@@ -1150,6 +1164,8 @@ declare
   v_caught_reason text;
   v_bad record;
   v_gone record;
+  v_computed date[];
+  v_partial date[];
 begin
   if current_setting('transaction_isolation') <> 'repeatable read' then
     raise exception 'portfolio_timeseries_engine.compute_portfolio(%) must run in a REPEATABLE READ transaction', p_portfolio;
@@ -1279,7 +1295,7 @@ begin
   v_last_kept := (
     select max(pd.date) from portfolio_timeseries_engine.portfolio_day pd
     where pd.portfolio_id = p_portfolio and pd.position_count > 0 and not pd.all_positions_dirty);
-  v_next := array(
+  v_next := case when v_last_kept is null then '{}' else array(
     select distinct row('N', p.security_id, n.date)::portfolio_timeseries_engine.position_ref
     from unnest(v_positions) p
     cross join lateral (
@@ -1289,19 +1305,25 @@ begin
                  then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
                  else s.epoch = 0 end
       order by s.date limit 1) n
-    where p.kind = 'S' and p.date < v_last_kept);
+    where p.kind = 'S' and p.date < v_last_kept) end;
 
   -- A deleted (or moved, or re-epoched away) effective snapshot removes its position row at once
   -- (contract section 2), whether or not its day can be recomputed yet.
-  -- Found by one probe per written position and deleted one by one by key (they are few; a join
-  -- of the written set with the table could be planned as a scan of the portfolio's history).
+  -- Only days computed before can hold position rows: one probe per written date finds them (none
+  -- in a backfill), then one probe per written position of those days, deleted one by one by key
+  -- (they are few; a join of the written set with the table could be planned as a scan of the
+  -- portfolio's history).
+  v_computed := array(
+    select x.date
+    from (select distinct p.date from unnest(v_positions) p where p.kind = 'S') x
+    cross join lateral (
+      select d.computed_count from portfolio_timeseries_engine.portfolio_day d
+      where d.portfolio_id = p_portfolio and d.date = x.date offset 0) pd
+    where pd.computed_count > 0);
   for v_gone in
     select p.security_id, p.date
     from unnest(v_positions) p
-    cross join lateral (
-      select d.computed_count from portfolio_timeseries_engine.portfolio_day d
-      where d.portfolio_id = p_portfolio and d.date = p.date offset 0) pd
-    where p.kind = 'S' and pd.computed_count > 0
+    where cardinality(v_computed) > 0 and p.kind = 'S' and p.date = any(v_computed)
       and not exists (
         select 1 from public.daily_position_snapshots s
         where s.portfolio_id = p_portfolio and s.security_id = p.security_id and s.date = p.date
@@ -1324,15 +1346,23 @@ begin
                    else s.epoch = 0 end);
   end if;
 
-  -- Position days to rebuild (on days that are not rebuilt whole anyway).
-  insert into portfolio_timeseries_engine.dirty_position (portfolio_id, date, security_id)
-  select distinct p_portfolio, p.date, p.security_id
-  from (select * from unnest(v_positions) union all select * from unnest(v_next)) p
-  cross join lateral (
-    select 1 from portfolio_timeseries_engine.portfolio_day pd
-    where pd.portfolio_id = p_portfolio and pd.date = p.date and not pd.all_positions_dirty offset 0) pd
-  order by 2, 3
-  on conflict do nothing;
+  -- Position days to rebuild, on days that are not rebuilt whole anyway (none in a backfill): one
+  -- probe per date, then the positions of the dates found.
+  v_partial := array(
+    select x.date
+    from (select distinct p.date from (select * from unnest(v_positions) union all select * from unnest(v_next)) p) x
+    cross join lateral (
+      select pd.all_positions_dirty from portfolio_timeseries_engine.portfolio_day pd
+      where pd.portfolio_id = p_portfolio and pd.date = x.date offset 0) pd
+    where not pd.all_positions_dirty);
+  if cardinality(v_partial) > 0 then
+    insert into portfolio_timeseries_engine.dirty_position (portfolio_id, date, security_id)
+    select distinct p_portfolio, p.date, p.security_id
+    from (select * from unnest(v_positions) union all select * from unnest(v_next)) p
+    where p.date = any(v_partial)
+    order by 2, 3
+    on conflict do nothing;
+  end if;
 
   -- Days whose portfolio row is affected without a change of their counters.
   v_touch := array(
@@ -2093,6 +2123,31 @@ end;
 $$;
 comment on function public.seal_portfolio_day(text, date) is
   'Declare (portfolio, date) complete with the positions that have an effective snapshot now; returns that count.';
+
+-- >>> sql/12_status_view.sql
+-- public.portfolio_day_status: the public, documented way to read the state of every
+-- portfolio-day in SQL (docs/contract.md, "Public surface"). The function behind it
+-- (portfolio_timeseries_engine.status) is private and may change between versions; this view's
+-- columns do not.
+--
+-- One status(p) call per portfolio, driven by the portfolios the engine knows (the portfolios
+-- table, every portfolio a job ran for, every portfolio with a pending change: a day can exist
+-- for a portfolio missing from `portfolios`, blocked with that reason). The portfolio_id column is
+-- the driving row's, so `where portfolio_id = 'P'` is pushed into the driving set and reads one
+-- portfolio; a view over status(NULL) would evaluate the whole book for every query.
+create or replace view public.portfolio_day_status as
+select k.portfolio_id, s.date, s.state, s.detail, s.has_row
+from (
+  select p.portfolio_id from public.portfolios p
+  union
+  select j.portfolio_id from portfolio_timeseries_engine.portfolio_job j
+  union
+  select c.portfolio_id from portfolio_timeseries_engine.change c
+) k
+cross join lateral portfolio_timeseries_engine.status(k.portfolio_id) s;
+
+comment on view public.portfolio_day_status is
+  'State of every portfolio-day: undeclared, waiting, waiting_previous_day, blocked, queued, current (docs/operations.md). Filter by portfolio_id to read one portfolio.';
 
 -- >>> sql/13_returns.sql
 -- The read side (issue #10): time-weighted and money-weighted returns and risk, computed from the
