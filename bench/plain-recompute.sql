@@ -47,6 +47,14 @@ create unlogged table pt_bench.portfolio_timeseries (
   position_count integer not null
 );
 
+-- @setup keyed_outputs
+-- Only in the keyed variant (plainRecompute(url, { keyed: true })): the tables above are created
+-- logged (not unlogged) and get the outputs' primary keys and day index before the inserts, so
+-- the recompute writes what a nightly batch producing the contract's two tables would write.
+alter table pt_bench.position_timeseries add primary key (portfolio_id, security_id, date);
+create index on pt_bench.position_timeseries (portfolio_id, date, security_id);
+alter table pt_bench.portfolio_timeseries add primary key (portfolio_id, date);
+
 -- @step stage1_positions
 -- One pass over the snapshots: BOD is the previous snapshot of the key (lag over the key's
 -- dates), cash flows are pre-aggregated per (portfolio, security, date) and hash-joined.
