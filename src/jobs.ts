@@ -65,6 +65,27 @@ export async function removeOwnLockedJobs(q: QueryClient, poolIds: string[]): Pr
   return rows[0]?.n ?? 0;
 }
 
+/**
+ * After a clean stop: engine jobs waiting for graphile-worker's retry after a lost connection
+ * (their work is pending again, and the sweep that follows queues a drain for it): deleted, so
+ * that no row looking failed is left behind for a failure that was the connection's.
+ */
+export async function removeConnectionRetries(q: QueryClient): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(
+    `with d as (
+       delete from graphile_worker._private_jobs j
+       using graphile_worker._private_tasks t
+       where t.id = j.task_id and t.identifier like $1 and j.locked_at is null and j.attempts < j.max_attempts
+         and j.last_error ~ $2
+       returning 1)
+     select count(*)::int as n from d`,
+    [ENGINE_TASKS, CONNECTION_ERROR_RE]);
+  return rows[0]?.n ?? 0;
+}
+
+/** The last_error texts of a lost connection (PostgreSQL's and node-postgres's wording). */
+const CONNECTION_ERROR_RE = 'terminating connection|Connection terminated|ECONNRESET|ECONNREFUSED|server closed the connection|the database system is (shutting down|starting up|in recovery mode)|timeout expired';
+
 export interface Backlog {
   /** Portfolios with changes not applied yet, outside a failure back-off. */
   pending: number;

@@ -20,7 +20,7 @@ import type pg from 'pg';
 import { connectionStringFromEnv, describeUrl } from './db.js';
 import { isConnectionError, type QueryClient } from './drain.js';
 import { DatabaseUnavailableError, MIGRATE_HINT, NotMigratedError } from './errors.js';
-import { backlog, leftovers, removeOwnLockedJobs, removeStaleJobs } from './jobs.js';
+import { backlog, leftovers, removeConnectionRetries, removeOwnLockedJobs, removeStaleJobs } from './jobs.js';
 import { eventsToLogger, loggerFromEvents, stderrLogger, workerLogger } from './log.js';
 import type { WorkerMetrics } from './metrics.js';
 import { createPool } from './pool.js';
@@ -266,7 +266,8 @@ export function startWorker(options: StartWorkerOptions = {}): WorkerService {
     let known = true;
     try {
       const mine = await removeOwnLockedJobs(q, poolIds);
-      if (mine > 0) await pool.query('select portfolio_timeseries_engine.sweep()');
+      const retries = await removeConnectionRetries(q);
+      if (mine + retries > 0) await pool.query('select portfolio_timeseries_engine.sweep()');
       left = await leftovers(q);
     } catch (error) {
       known = false;
