@@ -33,6 +33,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_role text;
+  v_table regclass;
   v_inputs constant text := 'public.portfolios, public.instruments, public.fx_rates, public.cashflows, '
     'public.position_state, public.daily_position_snapshots, public.daily_aggregation_manifest';
   v_outputs constant text := 'public.portfolio_timeseries, public.position_timeseries';
@@ -71,6 +72,17 @@ begin
   execute format('grant select, insert, update, delete on all tables in schema graphile_worker to %I', p_worker);
   execute format('grant usage, select, update on all sequences in schema graphile_worker to %I', p_worker);
   execute format('grant execute on all functions in schema graphile_worker to %I', p_worker);
+  -- graphile-worker turns row-level security on for its private tables, with no policy: only
+  -- their owner (or a BYPASSRLS role) sees a row. The worker role gets a policy of its own on
+  -- each, rather than BYPASSRLS (which would reach every table of the cluster).
+  for v_table in
+    select c.oid::regclass from pg_class c
+    where c.relnamespace = 'graphile_worker'::regnamespace and c.relkind = 'r' and c.relrowsecurity
+  loop
+    execute format('drop policy if exists %I on %s', 'portfolio_timeseries worker ' || p_worker, v_table);
+    execute format('create policy %I on %s for all to %I using (true) with check (true)',
+      'portfolio_timeseries worker ' || p_worker, v_table, p_worker);
+  end loop;
 end;
 $$;
 revoke execute on function portfolio_timeseries_engine.grant_roles(text, text, text) from public;
