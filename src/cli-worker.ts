@@ -121,7 +121,16 @@ export async function workerCommand(args: string[], early: EarlySignalsLike): Pr
       });
     }
     // A log reader that went away (EPIPE on stdout) is a reason to stop, like graphile-worker does.
-    const pipeWatch = setInterval(() => { if (stdoutGone()) service?.stop('EPIPE on stdout'); }, 500);
+    // Under npx / npm exec (npm_command=exec) a SIGTERM ends npm but does not reach this process
+    // (npm runs it through a shell that does not pass the signal on): when the process that
+    // started it is gone, the worker stops as if it had received the signal. Elsewhere a changed
+    // parent means nothing (nohup, a daemonising shell), so it is only watched under npm.
+    const parent = process.ppid;
+    const underNpm = process.env.npm_command === 'exec';
+    const pipeWatch = setInterval(() => {
+      if (stdoutGone()) service?.stop('EPIPE on stdout');
+      if (underNpm && process.ppid !== parent) service?.stop('npx/npm exec ended (SIGTERM to npm)');
+    }, 500);
     pipeWatch.unref();
     if (requested) service.stop(requested);
     const summary = await service.done;
