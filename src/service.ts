@@ -111,7 +111,10 @@ export function startWorker(options: StartWorkerOptions = {}): WorkerService {
   const token = randomBytes(4).toString('hex');
   const applicationName = `portfolio-timeseries worker ${token}`;
   const pool = createPool(url, {
-    max: concurrency + 3, // jobs, graphile-worker's LISTEN connection, its bookkeeping, metrics
+    // Jobs, graphile-worker's LISTEN connection and its job fetching and bookkeeping, lock
+    // refreshes, metrics: a checkout that waits longer than the connect timeout for a free
+    // connection fails like a connect that does, so the pool is generous (idle ones close in 30 s).
+    max: Math.max(10, 2 * concurrency + 4),
     applicationName,
     onError: (error, where) => emit({
       level: 'warn', event: 'connection_error', msg: `${where} database connection failed: ${errorText(error)}`,

@@ -39,7 +39,7 @@ export async function runWorker(options: WorkerOptions = {}): Promise<Runner> {
   const logger = options.logger ?? stderrLogger(options.verbose ?? false);
   const emit = options.onEvent ?? eventsToLogger(logger);
   const pool = createPool(connectionString, {
-    max: concurrency + 2,
+    max: Math.max(10, 2 * concurrency + 4), // as startWorker's (src/service.ts)
     applicationName: 'portfolio-timeseries worker',
     onError: (error, where) => logger.warn(`${where} database connection failed: ${error.message}`),
   });

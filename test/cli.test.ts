@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import postgres from 'postgres';
 import { databaseUrl, freshDatabase, serverUrl } from './helpers/db.js';
-import { cli, bin, startWorkerProcess } from './helpers/cli.js';
+import { cli, cliCommand, startWorkerProcess } from './helpers/cli.js';
 import { httpServer, silentServer } from './helpers/fake-servers.js';
 import { declare, insertInstrument, insertPortfolio, insertSnapshot } from './helpers/fixtures.js';
 import type { DayStatus, StatusSummary } from '../src/types.js';
@@ -172,7 +172,8 @@ t.test('servers that are not PostgreSQL: no hang, no reconnect loop, SIGTERM wor
   const env = (port: number) => ({ DATABASE_URL: url(port), PGCONNECT_TIMEOUT: '2' });
   const run = (args: string[], port: number) => new Promise<{ code: number | null; stderr: string; ms: number }>((resolve) => {
     const started = Date.now();
-    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const [cmd, argv] = cliCommand(args);
+    const child = spawn(cmd, argv, { env: { ...process.env, ...env(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => { stderr += String(d); });
     child.on('exit', (code) => resolve({ code, stderr, ms: Date.now() - started }));

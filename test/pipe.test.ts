@@ -4,13 +4,14 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { freshDatabase } from './helpers/db.js';
-import { bin } from './helpers/cli.js';
+import { cliCommand } from './helpers/cli.js';
 
 const RUNS = 20;
 
 function slowRead(url: string): Promise<{ code: number | null; text: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, 'status', '--json'], {
+    const [cmd, argv] = cliCommand(['status', '--json']);
+    const child = spawn(cmd, argv, {
       env: { ...process.env, DATABASE_URL: url }, stdio: ['ignore', 'pipe', 'inherit'],
     });
     const chunks: Buffer[] = [];

@@ -129,7 +129,7 @@ t.test('the database goes away and comes back: /health/ready 503 then 200, the w
   t.equal(ready, 503, '/health/ready answers 503 while the database is unreachable');
   t.equal((await get('/health/live')).status, 200, '/health/live still 200');
   t.equal((await get('/metrics')).status, 200, '/metrics still answers');
-  await w.waitFor((l) => l.event === 'database_unavailable' || l.event === 'job_failed', 30_000, 'the outage in the log');
+  await w.waitFor((l) => ['connection_error', 'database_unavailable', 'job_failed'].includes(l.event), 30_000, 'the outage in the log');
   // Meanwhile producers go on (directly, not through the proxy).
   await db.sql`insert into daily_aggregation_manifest (portfolio_id, aggregation_date, expected_count)
                select 'P1', date '2021-06-01' + i, 0 from generate_series(0, 9) i`;
@@ -147,4 +147,24 @@ t.test('the database goes away and comes back: /health/ready 503 then 200, the w
   t.match(after.body, /portfolio_timeseries_portfolio_days\{state="current"\} \d+/);
   w.kill('SIGTERM');
   t.equal((await w.exited).code, 0, 'SIGTERM: exit 0');
+});
+
+t.test('worker --once: SIGTERM during a backfill finishes the running batch, exits 0, leaves nothing locked; the next run completes', async (t) => {
+  const db = await freshDatabase(t);
+  const total = await backfill(db, 20, 730, 5);
+  const w = startWorkerProcess(db.url, ['--once']);
+  t.teardown(() => w.kill('SIGKILL'));
+  await w.waitFor((l) => l.event === 'portfolio_computed' && Number(l.portfolio_days) > 0, 60_000, 'a computed portfolio');
+  w.kill('SIGTERM');
+  const { code } = await w.exited;
+  t.equal(code, 0, 'exit 0');
+  const stop = w.lines.find((l) => l.event === 'worker_stopped')!;
+  t.equal(stop.reason, 'SIGTERM', 'the stop line says why');
+  t.ok(Number(stop.portfolio_days) > 0, `${String(stop.portfolio_days)} portfolio days were computed before the stop`);
+  const rows = await jobRows(db);
+  t.same({ locked: rows.locked, failed: rows.failed }, { locked: 0, failed: 0 }, 'no job row locked or failed');
+  const again = startWorkerProcess(db.url, ['--once']);
+  t.teardown(() => again.kill('SIGKILL'));
+  t.equal((await again.exited).code, 0, 'the next worker --once completes the rest and exits 0');
+  t.equal(await notCurrent(db), 0, `all ${total} days current`);
 });

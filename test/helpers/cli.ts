@@ -2,8 +2,17 @@
 // process whose JSON log lines a test can wait for: readiness is a log line, never a fixed sleep.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { withoutNodeOptions } from './env.js';
 
 export const bin = fileURLToPath(new URL('../../bin/portfolio-timeseries.js', import.meta.url));
+
+/**
+ * `[command, args]` running the CLI as an operator would: plain node, without the loaders tap
+ * puts into NODE_OPTIONS (they cost a second or more per start).
+ */
+export function cliCommand(args: string[]): [string, string[]] {
+  return withoutNodeOptions(process.execPath, [bin, ...args]);
+}
 
 export interface CliResult {
   code: number | null;
@@ -17,7 +26,8 @@ export function cli(args: string[], env: Record<string, string | undefined>, tim
     if (v === undefined) delete merged[k];
     else merged[k] = v;
   }
-  const r = spawnSync(process.execPath, [bin, ...args], { env: merged, encoding: 'utf8', timeout: timeoutMs });
+  const [cmd, argv] = cliCommand(args);
+  const r = spawnSync(cmd, argv, { env: merged, encoding: 'utf8', timeout: timeoutMs });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -41,7 +51,8 @@ export interface WorkerProcess {
 
 /** Start `worker ...args --log-format json` with DATABASE_URL = url. */
 export function startWorkerProcess(url: string, args: string[] = [], env: Record<string, string> = {}): WorkerProcess {
-  const child = spawn(process.execPath, [bin, 'worker', '--log-format', 'json', ...args], {
+  const [cmd, argv] = cliCommand(['worker', '--log-format', 'json', ...args]);
+  const child = spawn(cmd, argv, {
     env: { ...process.env, DATABASE_URL: url, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: LogLine[] = [];
