@@ -120,6 +120,10 @@ export function startWorker(options: StartWorkerOptions = {}): WorkerService {
       level: 'warn', event: 'connection_error', msg: `${where} database connection failed: ${errorText(error)}`,
       error: errorText(error), where,
     }),
+    onRetry: (error) => emit({
+      level: 'warn', event: 'connection_error', msg: `a connection attempt timed out (${errorText(error)}); trying once more`,
+      error: errorText(error), where: 'connect',
+    }),
   });
   const q = pool as unknown as QueryClient;
   const abort = new AbortController();

@@ -42,6 +42,7 @@ export async function runWorker(options: WorkerOptions = {}): Promise<Runner> {
     max: Math.max(10, 2 * concurrency + 4), // as startWorker's (src/service.ts)
     applicationName: 'portfolio-timeseries worker',
     onError: (error, where) => logger.warn(`${where} database connection failed: ${error.message}`),
+    onRetry: (error) => logger.warn(`a connection attempt timed out (${error.message}); trying once more`),
   });
   try {
     await removeStaleJobs(pool as unknown as QueryClient);
