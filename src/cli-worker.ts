@@ -58,6 +58,14 @@ export async function workerCommand(args: string[], early: EarlySignalsLike): Pr
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // graphile-worker 0.17 does not wait for the promise that records a finished job: if the
+  // database is lost at that moment its rejection would end the process. Log it instead; the row
+  // it could not update is this worker's and is cleaned at the stop or the next start.
+  const onRejection = (reason: unknown) => {
+    const text = (reason as Error)?.message ?? String(reason);
+    process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', event: 'error', msg: `unhandled rejection: ${text}`, error: text })}\n`);
+  };
+  process.on('unhandledRejection', onRejection);
   early.stopListening();
   for (const s of early.received) onSignal(s as NodeJS.Signals);
   try {
@@ -141,5 +149,6 @@ export async function workerCommand(args: string[], early: EarlySignalsLike): Pr
     await health?.close();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    process.off('unhandledRejection', onRejection);
   }
 }
