@@ -61,9 +61,10 @@ export async function workerCommand(args: string[], early: EarlySignalsLike): Pr
   // graphile-worker 0.17 does not wait for the promise that records a finished job: if the
   // database is lost at that moment its rejection would end the process. Log it instead; the row
   // it could not update is this worker's and is cleaned at the stop or the next start.
+  let log: (e: WorkerEvent) => void = eventWriter('json', 'info', process.stdout);
   const onRejection = (reason: unknown) => {
     const text = (reason as Error)?.message ?? String(reason);
-    process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', event: 'error', msg: `unhandled rejection: ${text}`, error: text })}\n`);
+    log({ level: 'error', event: 'error', msg: `unhandled rejection: ${text}`, error: text });
   };
   process.on('unhandledRejection', onRejection);
   early.stopListening();
@@ -100,6 +101,7 @@ export async function workerCommand(args: string[], early: EarlySignalsLike): Pr
     const onEvent = (e: WorkerEvent) => {
       if (!stdoutGone()) write(e);
     };
+    log = onEvent;
     if (metricsPort !== undefined) {
       metrics = new WorkerMetrics(() => (service ? service.pool : null) as never, { version: VERSION });
     }
