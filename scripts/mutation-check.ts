@@ -21,7 +21,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
-import { databaseUrl, serverUrl, templateName } from '../test/helpers/db.js';
+import { databaseUrl, newRunId, serverUrl, templateName, useTemplate } from '../test/helpers/db.js';
+import { buildTemplate } from './test-setup.js';
 import { helperFile, loadMutants, namedBy, root, type Mutant } from './mutants.js';
 
 const PARALLEL = 2;
@@ -237,6 +238,14 @@ async function main(): Promise<number> {
   }
   await mkdir(logDir, { recursive: true });
   await dropStale();
+  if (!process.env.PT_TEMPLATE_DB) {
+    // No template to reuse: migrate one for this check (dropped with the scratch templates).
+    const own = `pt_tpl_${newRunId()}`;
+    scratch.add(own);
+    console.log(`migrating a template ${own} (set PT_TEMPLATE_DB to reuse npm test's)`);
+    await buildTemplate(own);
+    useTemplate(own);
+  }
   const started = Date.now();
   const uncovered = await uncoveredTriggerFunctions(all);
 

@@ -5,9 +5,19 @@
 // line before); a file that ran no test at all, or that failed without a failing test (it crashed
 // or exited non-zero after its tests), counts as one failure; tap's own exit status must agree.
 // The TAP stream is read from stdout, not from .tap/, so two runs in one checkout do not collide.
+//
+// The server is TEST_DATABASE_URL or the documented default (never DATABASE_URL: it may point at
+// a real database); the first line says which. Without PT_TEMPLATE_DB the migrated template is
+// built for this run only (pt_tpl_<run id>, PT_TEST_RUN_ID tells the test files) and dropped at
+// the end, so two runs on one server do not collide; with PT_TEMPLATE_DB that template is used
+// (built first when it does not exist) and kept.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import postgres from 'postgres';
+import { newRunId, serverSource, serverUrl } from '../test/helpers/db.js';
+import { buildTemplate, dropStaleTestDatabases, dropTemplate } from './test-setup.js';
+import { describeUrl } from '../src/db.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tapBin = path.join(root, 'node_modules', '.bin', 'tap');
@@ -51,8 +61,46 @@ export function countTap(stream: string): { files: FileResult[] } {
   return { files };
 }
 
+async function templateExists(name: string): Promise<boolean> {
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  try {
+    const rows = await admin`select 1 from pg_database where datname = ${name}`;
+    return rows.length > 0;
+  } finally {
+    await admin.end();
+  }
+}
+
 async function main(): Promise<number> {
+  console.log(`# tests use PostgreSQL at ${describeUrl(serverUrl)}: ${serverSource}`);
+  let owned: string | undefined;
+  const given = process.env.PT_TEMPLATE_DB;
+  if (given) {
+    if (!(await templateExists(given))) {
+      console.log(`# building template ${given} (PT_TEMPLATE_DB)`);
+      await buildTemplate(given);
+    }
+    console.log(`# template ${given} (PT_TEMPLATE_DB, kept)`);
+  } else {
+    const runId = newRunId();
+    process.env.PT_TEST_RUN_ID = runId;
+    owned = `pt_tpl_${runId}`;
+    await dropStaleTestDatabases();
+    await buildTemplate(owned);
+    console.log(`# template ${owned} (this run's; dropped at the end)`);
+  }
+  try {
+    return await runTap();
+  } finally {
+    if (owned) await dropTemplate(owned).catch((e: unknown) => console.log(`# could not drop ${owned}: ${(e as Error).message}`));
+  }
+}
+
+async function runTap(): Promise<number> {
+  // Ctrl-C reaches tap too (same process group); this process waits for it, then drops the template.
   const child = spawn(tapBin, ['--reporter=tap', ...process.argv.slice(2)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => { child.kill('SIGTERM'); });
   let stream = '';
   child.stdout.setEncoding('utf8');
   child.stdout.on('data', (chunk: string) => {

@@ -64,9 +64,17 @@ $$;
 --   current               the row equals what the methodology gives for the committed inputs
 -- Days a pending change may affect are counted and checked from the inputs here, as the job will
 -- do, so a day says why it cannot be computed before any worker has run.
-create or replace function portfolio_timeseries_engine.status(p_portfolio text default null)
+-- Filters (each NULL = all): one portfolio, the states to return, and a date range. A day's state
+-- depends on the days before it (waiting_previous_day), so p_to prunes the days read while
+-- p_from and p_states only select what is returned.
+-- SECURITY DEFINER: a reader role needs EXECUTE on this function only, not rights on the inputs or
+-- the engine's tables (sql/14_roles.sql).
+drop function if exists portfolio_timeseries_engine.status(text);
+create or replace function portfolio_timeseries_engine.status(
+  p_portfolio text default null, p_states text[] default null, p_from date default null, p_to date default null)
 returns table (portfolio_id text, date date, state text, detail text, has_row boolean)
 language sql stable
+security definer
 set search_path = pg_catalog, pg_temp
 as $$
   with pending as (
@@ -86,9 +94,11 @@ as $$
     from (
       select s.portfolio_id, s.date
       from public.daily_position_snapshots s join pending p on p.portfolio_id = s.portfolio_id and s.date >= p.from_date
+      where p_to is null or s.date <= p_to
       union
       select m.portfolio_id, m.aggregation_date
       from public.daily_aggregation_manifest m join pending p on p.portfolio_id = m.portfolio_id and m.aggregation_date >= p.from_date
+      where p_to is null or m.aggregation_date <= p_to
     ) d
   ), days as (
     select pd.portfolio_id, pd.date, pd.position_count, pd.expected_count, pd.dirty, pd.blocked_reason, false as live
@@ -96,6 +106,7 @@ as $$
     left join pending p on p.portfolio_id = pd.portfolio_id
     where (p_portfolio is null or pd.portfolio_id = p_portfolio)
       and (p.from_date is null or pd.date < p.from_date)
+      and (p_to is null or pd.date <= p_to)
     union all
     select l.portfolio_id, l.date, l.position_count, l.expected_count, true, null, true
     from live l
@@ -144,6 +155,7 @@ as $$
     exists (select 1 from public.portfolio_timeseries pt
             where pt.portfolio_id = x.portfolio_id and pt.date = x.date offset 0) as has_row
   from decided x
+  where (p_from is null or x.date >= p_from) and (p_states is null or x.state = any(p_states))
   order by x.portfolio_id, x.date
 $$;
 

@@ -2,7 +2,9 @@
 // consistent snapshot. --json prints the object issue #10 specifies (numbers as decimal strings,
 // absent values null, returns as fractions); without it, a readable table.
 import { parseArgs } from 'node:util';
-import { connect } from './db.js';
+import { connect, connectionStringFromEnv } from './db.js';
+import { explain } from './errors.js';
+import { probeDatabase } from './probe.js';
 import { Decimal } from './decimal.js';
 import { readMoneyWeightedReturn, readReturns, readRisk } from './returns.js';
 import type { ReturnBasis, ReturnPeriod, ReturnRange } from './types.js';
@@ -16,6 +18,9 @@ export const RETURNS_USAGE = `usage: portfolio-timeseries returns --portfolio P
   days of the range that are not current are listed as missing. Returns are fractions
   (0.05 is 5%). --basis defaults to GROSS; --risk-free is an annual rate (default 0).
   Connection: DATABASE_URL.
+
+  exit codes: 0 printed; 1 failed; 2 bad option or DATABASE_URL; 3 database unreachable or not
+  migrated.
 `;
 
 const PERIODS: readonly ReturnPeriod[] = ['MTD', 'QTD', 'YTD', 'SI', '1Y', '3Y', '5Y'];
@@ -104,7 +109,9 @@ export async function returnsCommand(args: string[]): Promise<number> {
   }
   let sql: ReturnType<typeof connect> | undefined;
   try {
-    sql = connect(undefined, { max: 1 });
+    const url = connectionStringFromEnv();
+    await probeDatabase(url, { applicationName: 'portfolio-timeseries returns' });
+    sql = connect(url, { max: 1 });
     const { twr, mwr, risk } = await sql.begin('isolation level repeatable read read only', async (tx) => ({
       twr: await readReturns(tx, p.portfolio, p.range, { basis: p.basis }),
       mwr: await readMoneyWeightedReturn(tx, p.portfolio, p.range, { basis: p.basis }),
@@ -165,8 +172,9 @@ export async function returnsCommand(args: string[]): Promise<number> {
     console.log(lines.join('\n'));
     return 0;
   } catch (error) {
-    console.error(`portfolio-timeseries returns: ${(error as Error).message ?? String(error)}`);
-    return 1;
+    const { message, exitCode } = explain(error);
+    console.error(`portfolio-timeseries returns: ${message}`);
+    return exitCode;
   } finally {
     await sql?.end();
   }

@@ -1,30 +1,42 @@
-// portfolio-timeseries CLI: migrate | worker [--once] [--concurrency N] | status [--portfolio P] [--json]
-import { parseArgs } from 'node:util';
-import { connect } from './db.js';
-import { stderrLogger } from './log.js';
-import { returnsCommand } from './cli-returns.js';
-import { migrate } from './migrate.js';
-import { readStatus } from './status.js';
-import { runWorker, runWorkerOnce } from './worker.js';
+// portfolio-timeseries CLI: migrate | worker | status | returns (docs/contract.md section 5,
+// docs/operations.md for every switch). Exit codes: 0 success, 1 failed, 2 usage or
+// configuration, 3 database unavailable or not migrated (src/errors.ts).
+import { returnsCommand, RETURNS_USAGE } from './cli-returns.js';
+import { flushed } from './cli-output.js';
+import { migrateCommand, MIGRATE_USAGE } from './cli-migrate.js';
+import { statusCommand, STATUS_USAGE } from './cli-status.js';
+import { workerCommand, WORKER_USAGE } from './cli-worker.js';
+import { explain, EXIT, UsageError } from './errors.js';
+import { VERSION } from './version.js';
 
-const USAGE = `usage: portfolio-timeseries <command> [options]   (connection: DATABASE_URL)
+export const EXIT_CODES = `exit codes: 0 success; 1 failed (a database error; worker --once: a job failed or ready work
+  is left); 2 bad option or configuration (DATABASE_URL unset or malformed); 3 database unreachable,
+  not PostgreSQL, or not migrated (run \`portfolio-timeseries migrate\`); 130/143 stopped by
+  SIGINT/SIGTERM before it started.`;
 
-  migrate                               apply graphile-worker's schema and the committed migrations
-  worker [--once] [--concurrency N]     run jobs until SIGTERM/SIGINT; --once: until no job is runnable
-         [--verbose]
-  status [--portfolio P] [--json]       state of every portfolio-day
-  returns --portfolio P (--from D --to D | --period MTD|QTD|YTD|SI|1Y|3Y|5Y --as-of D)
-          [--basis GROSS|NET] [--risk-free R] [--json]   TWR, MWR and risk (returns --help)
+const USAGE = `usage: portfolio-timeseries <command> [options]     (connection: DATABASE_URL)
+
+  migrate [--roles]                apply graphile-worker's schema and the committed migrations;
+                                   --roles: grant the producer, worker and reader roles
+  worker [--once] [--concurrency N] [--log-format text|json] [--metrics-port N]
+                                   run jobs until SIGTERM/SIGINT; --once: until nothing is runnable
+  status [--portfolio P] [--state S] [--from D] [--to D] [--summary] [--json]
+                                   state of every portfolio-day, or a summary
+  returns --portfolio P (--from D --to D | --period P --as-of D) [--json]
+                                   TWR, MWR and risk of a portfolio
+
+  portfolio-timeseries <command> --help    the command's options
+  portfolio-timeseries --version
+
+${EXIT_CODES}
 `;
 
-class UsageError extends Error {}
-
-function positiveInt(value: string | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a whole number >= 1, got ${value}`);
-  return n;
-}
+const HELP: Record<string, string> = {
+  migrate: MIGRATE_USAGE,
+  worker: WORKER_USAGE,
+  status: STATUS_USAGE,
+  returns: RETURNS_USAGE,
+};
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -37,79 +49,31 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   switch (command) {
-    case 'migrate': {
-      parseArgs({ args: rest, options: {}, strict: true });
-      // Which migrations ran goes to stderr (info); stdout keeps the one-line result.
-      await migrate(undefined, { logger: { ...stderrLogger(true), debug: () => {} } });
-      console.log('migrations applied');
-      return 0;
-    }
-    case 'worker': {
-      const { values } = parseArgs({
-        args: rest,
-        strict: true,
-        options: {
-          once: { type: 'boolean', default: false },
-          concurrency: { type: 'string' },
-          verbose: { type: 'boolean', default: false },
-        },
-      });
-      const options = { concurrency: positiveInt(values.concurrency, '--concurrency'), verbose: values.verbose };
-      if (values.once) {
-        await runWorkerOnce(options);
-        return 0;
-      }
-      // Handlers go in before the worker starts: a signal during start-up must still end in a
-      // clean stop, not in the default "killed by signal".
-      let stopRequested: string | undefined;
-      let runner: Awaited<ReturnType<typeof runWorker>> | undefined;
-      const stop = (signal: string) => {
-        if (stopRequested) return;
-        stopRequested = signal;
-        console.error(`[portfolio-timeseries worker] ${signal}: finishing running jobs, then exiting`);
-        if (runner) void runner.stop();
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-      earlySignals.stopListening();
-      for (const signal of earlySignals.received) stop(signal);
-      runner = await runWorker(options);
-      if (stopRequested) void runner.stop();
-      await runner.promise;
-      return 0;
-    }
-    case 'status': {
-      const { values } = parseArgs({
-        args: rest,
-        strict: true,
-        options: { portfolio: { type: 'string' }, json: { type: 'boolean', default: false } },
-      });
-      const sql = connect(undefined, { max: 1 });
-      try {
-        const rows = await readStatus(sql, values.portfolio === undefined ? {} : { portfolioId: values.portfolio });
-        if (values.json) {
-          console.log(JSON.stringify(rows, null, 2));
-        } else if (rows.length === 0) {
-          console.log('no portfolio-days');
-        } else {
-          for (const r of rows) {
-            console.log(
-              [r.portfolio_id, r.date, r.state.padEnd(20), r.has_row ? 'row' : 'no row', r.detail ?? ''].join('  ').trimEnd(),
-            );
-          }
-        }
-      } finally {
-        await sql.end();
-      }
-      return 0;
-    }
+    case 'migrate': return migrateCommand(rest);
+    case 'worker': return workerCommand(rest, earlySignals);
+    case 'status': return statusCommand(rest);
     case 'returns': return returnsCommand(rest);
-    case undefined:
+    case '--version':
+    case '-v':
+    case 'version':
+      console.log(VERSION);
+      return EXIT.ok;
+    case 'help': {
+      const topic = rest[0];
+      if (topic && HELP[topic]) {
+        console.log(HELP[topic]);
+        return EXIT.ok;
+      }
+      console.log(USAGE);
+      return EXIT.ok;
+    }
     case '-h':
     case '--help':
-    case 'help':
       console.log(USAGE);
-      return command === undefined ? 2 : 0;
+      return EXIT.ok;
+    case undefined:
+      console.error(USAGE);
+      return EXIT.usage;
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }
@@ -118,18 +82,29 @@ async function main(argv: string[]): Promise<number> {
 /**
  * Run the CLI. `signals` carries SIGTERM/SIGINT that arrived before this module finished loading
  * (bin/portfolio-timeseries.js records them), so a stop requested during start-up is honoured.
+ * The process is never ended with process.exit() while output may be buffered: the exit code is
+ * set and the event loop ends once stdout has drained (a safety net ends it 5 s after that if
+ * something still holds it open).
  */
 export function runCli(argv: string[], signals: EarlySignals = { received: [], stopListening: () => {} }): void {
   earlySignals = signals;
+  const finish = async (code: number) => {
+    process.exitCode = code;
+    await flushed();
+    setTimeout(() => process.exit(code), 5000).unref();
+  };
   main(argv).then(
-    (code) => process.exit(code),
+    (code) => finish(code),
     (error: unknown) => {
-      if (error instanceof UsageError || (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-        console.error(`portfolio-timeseries: ${(error as Error).message}\n\n${USAGE}`);
-        process.exit(2);
+      const parse = ((error as { code?: string }).code ?? '').startsWith('ERR_PARSE_ARGS');
+      if (error instanceof UsageError || parse) {
+        const topic = argv[0] && HELP[argv[0]] ? HELP[argv[0]] : USAGE;
+        console.error(`portfolio-timeseries: ${(error as Error).message}\n\n${topic}`);
+        return finish(EXIT.usage);
       }
-      console.error(`portfolio-timeseries: ${(error as Error).message ?? String(error)}`);
-      process.exit(1);
+      const { message, exitCode } = explain(error);
+      console.error(`portfolio-timeseries: ${message}`);
+      return finish(exitCode);
     },
   );
 }

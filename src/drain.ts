@@ -41,6 +41,11 @@ export interface DrainOptions {
   batchMs?: number;
   /** Called after every portfolio (progress lines, metrics). */
   onRun?: (run: PortfolioRun, durationMs: number) => void;
+  /**
+   * Stop between batches once aborted (the worker is shutting down): the batch in progress
+   * commits, the rest stays pending and a drain job for it is queued.
+   */
+  signal?: AbortSignal;
 }
 
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -139,6 +144,7 @@ export async function drain(client: QueryClient, options: DrainOptions = {}): Pr
   let calls = 0;
   let fanOutWaits = 0;
   for (;;) {
+    if (options.signal?.aborted) break;
     // One round trip: the pending reference changes and portfolios. (It also makes a backend whose
     // client is gone stop at its next check instead of running a whole job for nobody, holding
     // the portfolio's lock meanwhile.)
@@ -162,7 +168,7 @@ export async function drain(client: QueryClient, options: DrainOptions = {}): Pr
     const pending = state?.pending ?? [];
     if (pending.length === 0) break;
     let progress = false;
-    for (let i = 0; i < pending.length && calls < max; i += batchSize) {
+    for (let i = 0; i < pending.length && calls < max && !options.signal?.aborted; i += batchSize) {
       const batch = pending.slice(i, Math.min(i + batchSize, i + (max - calls)));
       const started = performance.now();
       const r = await computePortfolios(client, batch, batchMs, onRetry);
@@ -187,7 +193,7 @@ export async function drain(client: QueryClient, options: DrainOptions = {}): Pr
     if (!progress || calls >= max) break;
   }
   result.busy = [...busy];
-  if (busy.size > 0 || calls >= max) {
+  if (busy.size > 0 || calls >= max || options.signal?.aborted) {
     await client.query(
       `select graphile_worker.add_job('portfolio_timeseries:drain', '{}'::json,
          run_at := now() + interval '250 milliseconds', job_key := 'portfolio_timeseries:retry',

@@ -7,8 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { migrate as graphileMigrate } from 'graphile-migrate';
 import { runMigrations } from 'graphile-worker';
 import postgres from 'postgres';
-import { connectionStringFromEnv } from './db.js';
+import { connectTimeoutMs, connectionStringFromEnv } from './db.js';
 import { migrateLogger, stderrLogger, workerLogger } from './log.js';
+import { createPool } from './pool.js';
+import { probeDatabase } from './probe.js';
 import type { MigrateOptions, TimeseriesLogger } from './types.js';
 
 /** The package's migrations folder (works from src/ under tsx and from dist/). */
@@ -20,8 +22,18 @@ const POOL_RELEASE_TIMEOUT_MS = 10_000;
 export async function migrate(connectionString?: string, options: MigrateOptions = {}): Promise<void> {
   const url = connectionStringFromEnv(connectionString);
   const logger = options.logger ?? stderrLogger();
-  // The engine's SQL calls graphile_worker.add_job, so the worker schema goes in first.
-  await runMigrations({ connectionString: url, logger: workerLogger(logger) });
+  // graphile-migrate's own pool has no connect timeout: against a server that accepts and never
+  // answers it would wait for ever. A short probe first turns that (and a refused connection, or
+  // a port that is not PostgreSQL) into an error that says so.
+  await probeDatabase(url, { requireMigrated: false, applicationName: 'portfolio-timeseries migrate' });
+  // The engine's SQL calls graphile_worker.add_job, so the worker schema goes in first (on a pool
+  // with a connect timeout and error handlers).
+  const pool = createPool(url, { max: 1, applicationName: 'portfolio-timeseries migrate' });
+  try {
+    await runMigrations({ pgPool: pool, logger: workerLogger(logger) });
+  } finally {
+    await pool.end().catch(() => {});
+  }
   // graphile-migrate keeps its pg pool for 200 ms after use, and exits the process if that pool's
   // idle connection is terminated meanwhile (a dropped database, a DBA's pg_terminate_backend).
   // Its public API cannot close the pool, so its connections carry a unique application_name and
@@ -53,7 +65,7 @@ async function waitForPoolRelease(url: string, tag: string | undefined, logger: 
     await sleep(500); // 200 ms keep-alive, then pool.end(): generous margin
     return;
   }
-  const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: 'portfolio-timeseries migrate' } });
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: connectTimeoutMs() / 1000, connection: { application_name: 'portfolio-timeseries migrate' } });
   try {
     const deadline = Date.now() + POOL_RELEASE_TIMEOUT_MS;
     for (;;) {

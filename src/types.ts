@@ -53,6 +53,42 @@ export interface DayStatus {
   has_row: boolean;
 }
 
+/** Which days `status` returns (each field optional; all of them: every day). */
+export interface StatusFilter {
+  portfolioId?: string;
+  /** Only days in one of these states. */
+  states?: readonly DayState[];
+  /** Only days on or after `from` and on or before `to`. */
+  from?: IsoDate;
+  to?: IsoDate;
+}
+
+/** What a blocked reason is about (`status --summary`, metric `portfolio_timeseries_blocked_days`). */
+export type BlockedReasonKind =
+  | 'fx_rate_missing'
+  | 'bod_snapshot_unvalued'
+  | 'snapshot_unvalued'
+  | 'instrument_unknown'
+  | 'portfolio_unknown'
+  | 'cashflow_currency_mismatch'
+  | 'cashflow_without_position'
+  | 'more_positions_than_declared'
+  | 'value_out_of_range'
+  | 'other';
+
+/** `status --summary --json`. */
+export interface StatusSummary {
+  /** Portfolio-days and portfolios reported. */
+  days: number;
+  portfolios: number;
+  /** Days per state (every state present, 0 when none). */
+  states: Record<DayState, number>;
+  /** The earliest day (then the first portfolio) whose state is not `current`; null when all are. */
+  oldest_not_current: { portfolio_id: string; date: IsoDate; state: DayState; detail: string | null } | null;
+  /** Blocked days per kind of reason, most days first; `example` is one full reason of that kind. */
+  blocked: { reason: BlockedReasonKind; days: number; portfolios: number; example: string }[];
+}
+
 export interface DateRange {
   from?: IsoDate;
   to?: IsoDate;
@@ -86,6 +122,20 @@ export interface MigrateOptions {
   logger?: TimeseriesLogger;
 }
 
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/**
+ * One structured line of the worker's log (docs/operations.md, "Log lines"): `event` names what
+ * happened (`worker_started`, `portfolio_computed`, `job_failed`, ...), `msg` says it in words,
+ * the other fields are the event's own (portfolio_id, job_id, duration_ms, error, ...).
+ */
+export interface WorkerEvent {
+  level: LogLevel;
+  event: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
 export interface WorkerOptions {
   /** PostgreSQL connection string; defaults to DATABASE_URL. */
   connectionString?: string;
@@ -95,6 +145,42 @@ export interface WorkerOptions {
   logger?: TimeseriesLogger;
   /** With the default logger, also write info and debug (job results). Ignored with `logger`. Default false. */
   verbose?: boolean;
+  /**
+   * Structured events: start and stop, one per computed portfolio, per job, per error, progress
+   * of long jobs. Default: each event's `msg` to `logger` at the event's level.
+   */
+  onEvent?: (event: WorkerEvent) => void;
+  /**
+   * How long to keep retrying (with back-off) while the database cannot be reached at start, in
+   * ms. Default: for ever for a long-running worker, 60 s for `runWorkerOnce`.
+   */
+  startupTimeoutMs?: number;
+  /** A progress event during a long job every this many ms. Default 5000. */
+  progressIntervalMs?: number;
+}
+
+/** What a worker did, and what it left (the `worker_stopped` line; `worker --once` exits 1 unless clean). */
+export interface WorkerSummary {
+  /** Why it stopped: all ready work done (`done`, --once), a signal or stop() (`stopped`). */
+  reason: 'done' | 'stopped';
+  /** graphile-worker jobs this worker ran, and how many of those failed (each is retried later). */
+  jobs: number;
+  failedJobs: number;
+  /** Portfolio rows computed (stage 2), position rows computed (stage 1), BOD-only updates. */
+  portfolioDays: number;
+  positionDays: number;
+  bodUpdates: number;
+  /** Deadlock and serialization-failure retries inside jobs. */
+  retries: number;
+  /** At the stop: engine jobs waiting for a retry after a failure (graphile_worker.jobs.last_error set). */
+  jobsAwaitingRetry: number;
+  /** At the stop: portfolios whose last computation failed, with the error (portfolio_job). */
+  failedPortfolios: { portfolio_id: string; error: string | null; retry_at: string | null }[];
+  /** At the stop: portfolios with changes not applied yet, and reference changes not fanned out. */
+  pendingPortfolios: number;
+  pendingReferenceChanges: number;
+  /** True when nothing failed and no ready work is left (what `worker --once` exits 0 for). */
+  clean: boolean;
 }
 
 // ---------- Read side: returns and risk (issue #10) ----------

@@ -3,11 +3,16 @@
 // writers, and convergence after a worker is killed. Every interleaving claim here is asserted
 // (who waited, who did not), never only printed. The exhaustive interleavings are the isolation
 // specs (test/isolation/specs).
+//
+// Every producer session logs in as the producer role of sql/14_roles.sql (inputs and the manifest
+// only), and every job (the workers, and the sessions that call compute_portfolio directly) as
+// the worker role: the engine's guarantees hold with least privilege (issue #8).
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freshDatabase } from './helpers/db.js';
+import { freshDatabase, type TestDatabase } from './helpers/db.js';
+import { testRoles } from './helpers/roles.js';
 import { normalise, prow } from './helpers/assert.js';
 import {
   declare, insertInstrument, insertPortfolio, insertSnapshot, portfolioRows,
@@ -15,6 +20,17 @@ import {
 import { readStatus } from '../src/status.js';
 import { runWorker, runWorkerOnce } from '../src/worker.js';
 import type { Sql } from '../src/db.js';
+
+const roles = await testRoles(t);
+/** A fresh database with the roles granted. */
+async function database(tt: Parameters<typeof freshDatabase>[0]): Promise<TestDatabase> {
+  const db = await freshDatabase(tt);
+  await roles.grant(db);
+  return db;
+}
+const producerSession = (db: TestDatabase) => roles.connect(db, 'producer');
+const jobSession = (db: TestDatabase) => roles.connect(db, 'worker');
+const workerUrl = (db: TestDatabase) => roles.url(db, 'worker');
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -51,18 +67,18 @@ async function oneDay(sql: Sql, P: string, D: string, value: number): Promise<vo
 
 // ---------------------------------------------------------------------------------------------
 t.test('(a) no lost update: a snapshot corrected while a job runs is recomputed; the producer does not wait', async (t) => {
-  const db = await freshDatabase(t);
+  const db = await database(t);
   const { sql } = db;
   const P = 'PA';
   const D = '2025-09-10';
   await oneDay(sql, P, D, 100);
-  await runWorkerOnce({ connectionString: db.url });
+  await runWorkerOnce({ connectionString: workerUrl(db) });
   t.strictSame((await portfolioRows(sql, P)).map(normalise), [prow(D, { eod_market_value: '100' })]);
   await sql`update daily_position_snapshots set market_value = 150, market_value_local = 150 where portfolio_id = ${P}`;
 
   // The job computes 150 and keeps its transaction open.
-  const job = db.connect(1);
-  const producer = db.connect(1);
+  const job = jobSession(db);
+  const producer = producerSession(db);
   const computed = deferred<Record<string, unknown>>();
   const release = deferred();
   const jobTx = job.begin('isolation level repeatable read', async (tx) => {
@@ -85,22 +101,22 @@ t.test('(a) no lost update: a snapshot corrected while a job runs is recomputed;
   const st = (await readStatus(sql, { portfolioId: P })).find((r) => r.date === D);
   t.equal(st?.state, 'queued', 'and the day is not current: a change committed after the job read its inputs is pending');
 
-  await runWorkerOnce({ connectionString: db.url });
+  await runWorkerOnce({ connectionString: workerUrl(db) });
   t.strictSame((await portfolioRows(sql, P)).map(normalise), [prow(D, { eod_market_value: '200' })],
     'the final row reflects the last correction');
   t.equal((await readStatus(sql, { portfolioId: P })).find((r) => r.date === D)?.state, 'current');
 });
 
 t.test('(a) a job that starts during an open write neither waits for it nor loses it', async (t) => {
-  const db = await freshDatabase(t);
+  const db = await database(t);
   const { sql } = db;
   const P = 'PA2';
   const D = '2025-09-10';
   await oneDay(sql, P, D, 100);
-  await runWorkerOnce({ connectionString: db.url });
+  await runWorkerOnce({ connectionString: workerUrl(db) });
 
-  const writer = db.connect(1);
-  const job = db.connect(1);
+  const writer = producerSession(db);
+  const job = jobSession(db);
   const written = deferred();
   const release = deferred();
   const wtx = writer.begin(async (tx) => {
@@ -115,14 +131,14 @@ t.test('(a) a job that starts during an open write neither waits for it nor lose
   release.resolve();
   await wtx;
   t.equal((await readStatus(sql, { portfolioId: P }))[0]?.state, 'queued', 'after the write commits the day is not current');
-  await runWorkerOnce({ connectionString: db.url });
+  await runWorkerOnce({ connectionString: workerUrl(db) });
   t.strictSame((await portfolioRows(sql, P)).map(normalise), [prow(D, { eod_market_value: '300' })]);
   t.equal((await readStatus(sql, { portfolioId: P }))[0]?.state, 'current');
 });
 
 // ---------------------------------------------------------------------------------------------
 t.test('(a) two jobs of one portfolio never interleave, and the second never waits', async (t) => {
-  const db = await freshDatabase(t);
+  const db = await database(t);
   const { sql } = db;
   await insertPortfolio(sql, 'P', 'USD');
   await insertInstrument(sql, 'S', 'USD');
@@ -130,8 +146,8 @@ t.test('(a) two jobs of one portfolio never interleave, and the second never wai
     await insertSnapshot(sql, { portfolio_id: 'P', security_id: 'S', date, quantity: 1, market_value: 10 + i, market_value_local: 10 + i });
     await declare(sql, 'P', date, 1);
   }
-  const first = db.connect(1);
-  const second = db.connect(1);
+  const first = jobSession(db);
+  const second = jobSession(db);
   const firstDone = deferred<Record<string, unknown>>();
   const release = deferred();
   const tx1 = first.begin('isolation level repeatable read', async (tx) => {
@@ -150,8 +166,8 @@ t.test('(a) two jobs of one portfolio never interleave, and the second never wai
   // A job whose snapshot predates the first one's commit must not work from it: the guard row
   // makes REPEATABLE READ refuse it (the drain retries such a job).
   await sql`insert into daily_aggregation_manifest values ('P', '2025-03-06', 0)`;
-  const stale = db.connect(1);
-  const fresh = db.connect(1);
+  const stale = jobSession(db);
+  const fresh = jobSession(db);
   const snapshotTaken = deferred();
   const freshDone = deferred();
   const staleTx = stale.begin('isolation level repeatable read', async (tx) => {
@@ -166,12 +182,12 @@ t.test('(a) two jobs of one portfolio never interleave, and the second never wai
   await t.rejects(staleTx, { code: '40001' }, 'the job with the older snapshot fails with a serialization error');
   const [job] = await sql<{ runs: number }[]>`select runs::int from portfolio_timeseries_engine.portfolio_job where portfolio_id = 'P'`;
   t.equal(job!.runs, 2, 'only the two jobs that did work count as runs');
-  await runWorkerOnce({ connectionString: db.url }); // the instruments' reference changes
+  await runWorkerOnce({ connectionString: workerUrl(db) }); // the instruments' reference changes
   t.strictSame((await readStatus(sql, { portfolioId: 'P' })).map((r) => r.state), ['current', 'current', 'current', 'current']);
 });
 
 t.test('(b) concurrent writers in READ COMMITTED: exact readiness count, each day computed once', async (t) => {
-  const db = await freshDatabase(t);
+  const db = await database(t);
   const { sql } = db;
   const P = 'PB';
   const SESSIONS = 6;
@@ -185,9 +201,9 @@ t.test('(b) concurrent writers in READ COMMITTED: exact readiness count, each da
   // Days 0..3 are declared up front; day 4's manifest arrives concurrently with its positions.
   for (const d of days.slice(0, 4)) await declare(sql, P, d, N);
 
-  const runner = await runWorker({ connectionString: db.url, concurrency: 2 });
+  const runner = await runWorker({ connectionString: workerUrl(db), concurrency: 2 });
   t.teardown(() => runner.stop());
-  const sessions = Array.from({ length: SESSIONS + 1 }, () => db.connect(1));
+  const sessions = Array.from({ length: SESSIONS + 1 }, () => producerSession(db));
 
   for (const [di, date] of days.entries()) {
     const all = deferred();
@@ -246,10 +262,10 @@ t.test('(b) two writers of one key: the next day\'s BOD sees a snapshot inserted
   // Found by the randomised test (seed 13): writer A inserts 01-02 (no manifest) and stays open,
   // writer B inserts 01-03 and commits, the day is computed, A commits. The job that runs after
   // A's commit finds 01-03 as the key's next position day and rebuilds its BOD.
-  const db = await freshDatabase(t);
+  const db = await database(t);
   const { sql } = db;
-  const a = db.connect(1);
-  const b = db.connect(1);
+  const a = producerSession(db);
+  const b = producerSession(db);
   await insertPortfolio(sql, 'P', 'USD');
   await insertInstrument(sql, 'S', 'USD');
   const snap = (q: Sql, date: string, v: number) => insertSnapshot(q, { portfolio_id: 'P', security_id: 'S', date,
@@ -267,7 +283,7 @@ t.test('(b) two writers of one key: the next day\'s BOD sees a snapshot inserted
   });
   await inserted.promise;
   t.equal(await settlesWithin(snap(b, '2025-01-03', 30), 2000), 'done', 'the second writer of the key does not wait');
-  await runWorkerOnce({ connectionString: db.url });
+  await runWorkerOnce({ connectionString: workerUrl(db) });
   const [built] = await sql<{ bod: string }[]>`
     select bod_market_value::text as bod from position_timeseries where date = '2025-01-03'`;
   t.equal(normalise({ v: built!.bod }).v, '10', '01-03 is first built from the committed inputs (BOD from 01-01)');
@@ -275,7 +291,7 @@ t.test('(b) two writers of one key: the next day\'s BOD sees a snapshot inserted
   await txA;
   t.equal((await readStatus(sql, { portfolioId: 'P' })).find((r) => r.date === '2025-01-03')?.state, 'queued',
     'once 01-02 commits, 01-03 is not current');
-  await runWorkerOnce({ connectionString: db.url });
+  await runWorkerOnce({ connectionString: workerUrl(db) });
   const rows = await sql<{ date: string; bod: string }[]>`
     select date::text, bod_market_value::text as bod from position_timeseries order by date`;
   t.same(rows.map((r) => [r.date, normalise({ v: r.bod }).v]), [['2025-01-01', '0'], ['2025-01-03', '20']],
@@ -286,7 +302,7 @@ t.test('(b) two writers of one key: the next day\'s BOD sees a snapshot inserted
 
 // ---------------------------------------------------------------------------------------------
 t.test('(c) crash safety: a SIGKILLed CLI worker, then a new one, converges; the dead worker\'s session ends', async (t) => {
-  const db = await freshDatabase(t);
+  const db = await database(t);
   const { sql } = db;
   const PORTFOLIOS = 30;
   const DAYS = 200;
@@ -311,7 +327,7 @@ t.test('(c) crash safety: a SIGKILLed CLI worker, then a new one, converges; the
   t.teardown(() => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); });
   const startWorker = () => {
     const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'portfolio-timeseries.js'), 'worker'], {
-      cwd: repoRoot, env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: repoRoot, env: { ...process.env, DATABASE_URL: workerUrl(db) }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let log = '';
     child.stdout!.on('data', (b) => { log += String(b); });

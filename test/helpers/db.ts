@@ -4,8 +4,28 @@ import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { connect, type Sql } from '../../src/db.js';
 
-export const serverUrl = process.env.TEST_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-export const templateName = process.env.PT_TEMPLATE_DB ?? 'portfolio_timeseries_template';
+/** The server the tests use: TEST_DATABASE_URL, else this default. Never DATABASE_URL (it may be production). */
+export const DEFAULT_SERVER = 'postgres://postgres@127.0.0.1:5432/postgres';
+export const serverUrl = process.env.TEST_DATABASE_URL ?? DEFAULT_SERVER;
+export const serverSource = process.env.TEST_DATABASE_URL ? 'TEST_DATABASE_URL' : 'the default server (TEST_DATABASE_URL is not set)';
+
+/**
+ * The migrated template every test database is cloned from: PT_TEMPLATE_DB when set (built by
+ * `npm run pretest`, kept), else one per test run, `pt_tpl_<run id>`: scripts/run-tests.ts sets
+ * PT_TEST_RUN_ID, builds it, and drops it at the end, so two runs on one server never collide.
+ */
+export let templateName = process.env.PT_TEMPLATE_DB
+  ?? (process.env.PT_TEST_RUN_ID ? `pt_tpl_${process.env.PT_TEST_RUN_ID}` : 'pt_tpl_unset');
+
+/** Point this process (and what it imports) at another template (the mutation check's own). */
+export function useTemplate(name: string): void {
+  templateName = name;
+}
+
+/** A new run id: creation time (base 36, for the cleanup of killed runs' leftovers) and randomness. */
+export function newRunId(): string {
+  return `${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+}
 
 export function databaseUrl(name: string): string {
   const url = new URL(serverUrl);

@@ -1,0 +1,90 @@
+// Errors that say what to do next. The CLI prints `message` and exits with `exitCode`; the library
+// throws the same classes, so a service can tell a configuration mistake from an outage.
+
+/** Exit codes of every command (README, `--help`, docs/operations.md). */
+export const EXIT = {
+  ok: 0,
+  /** The command ran and failed: a database error, or `worker --once` left failed jobs or ready work. */
+  failed: 1,
+  /** Bad command line or configuration (an unknown option, DATABASE_URL unset or malformed). */
+  usage: 2,
+  /** The database cannot be used yet: unreachable, not PostgreSQL, or not migrated. Retry later. */
+  unavailable: 3,
+} as const;
+
+/** A bad command line or option value. */
+export class UsageError extends Error {
+  readonly exitCode: number = EXIT.usage;
+}
+
+/** Configuration that cannot work (DATABASE_URL unset or malformed). */
+export class ConfigError extends Error {
+  readonly exitCode: number = EXIT.usage;
+}
+
+/** The server cannot be reached, does not speak PostgreSQL, or does not answer in time. */
+export class DatabaseUnavailableError extends Error {
+  readonly exitCode: number = EXIT.unavailable;
+  constructor(message: string, cause?: unknown) {
+    super(message, { cause });
+  }
+}
+
+/** The database has no portfolio-timeseries engine: `portfolio-timeseries migrate` has not run. */
+export class NotMigratedError extends Error {
+  readonly exitCode: number = EXIT.unavailable;
+}
+
+export const MIGRATE_HINT = 'run `portfolio-timeseries migrate` (with DATABASE_URL set to this database) first';
+
+interface PgLikeError {
+  code?: string;
+  message?: string;
+  errno?: string;
+  address?: string;
+  port?: number;
+}
+
+/** Connection-level failures (node's socket errors, pg's and postgres.js's own wording). */
+export function isUnreachable(error: unknown): boolean {
+  const e = (error ?? {}) as PgLikeError;
+  const code = e.code ?? '';
+  if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE',
+    'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', '57P01', '57P02', '57P03'].includes(code)) return true;
+  if (code.startsWith('08')) return true;
+  return /Connection terminated|timeout expired|connection timeout|not queryable|Client has encountered a connection error/i
+    .test(e.message ?? '');
+}
+
+/**
+ * The error as the operator should read it, with its exit code. Known situations get a next step;
+ * anything else keeps PostgreSQL's own message (it names the object and, for the engine's
+ * refusals, the row's key).
+ */
+export function explain(error: unknown): { message: string; exitCode: number } {
+  if (error instanceof UsageError || error instanceof ConfigError || error instanceof DatabaseUnavailableError
+    || error instanceof NotMigratedError) {
+    return { message: error.message, exitCode: error.exitCode };
+  }
+  const e = (error ?? {}) as PgLikeError;
+  const message = e.message ?? String(error);
+  if (/schema "(portfolio_timeseries_engine|graphile_worker)" does not exist/.test(message)
+    || /relation "(public\.)?(portfolio_timeseries|position_timeseries|daily_position_snapshots)" does not exist/.test(message)
+    || /function portfolio_timeseries_engine\.\w+\(.*\) does not exist/.test(message)) {
+    return { message: `the database is not migrated (${message}): ${MIGRATE_HINT}`, exitCode: EXIT.unavailable };
+  }
+  if (e.code === '3D000') return { message: `${message}: check the database name in DATABASE_URL`, exitCode: EXIT.unavailable };
+  if (e.code === '28P01' || e.code === '28000') {
+    return { message: `${message}: check the user and password in DATABASE_URL`, exitCode: EXIT.unavailable };
+  }
+  if (e.code === '42501') {
+    return {
+      message: `${message}: this role lacks a grant; see "Roles" in docs/operations.md (portfolio-timeseries migrate --roles)`,
+      exitCode: EXIT.failed,
+    };
+  }
+  if (isUnreachable(error)) {
+    return { message: `cannot use the database: ${message}; is PostgreSQL running, and is DATABASE_URL right?`, exitCode: EXIT.unavailable };
+  }
+  return { message, exitCode: EXIT.failed };
+}
