@@ -49,7 +49,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const dbs = new Databases();
   try {
     const template = await dbs.template(log);
-    const ctx: Ctx = makeCtx(options.sizes, options.seed, dbs, template, log);
+    const ctx: Ctx = makeCtx(options.sizes, options.seed, dbs, template, log, options.keep);
     const luck = only.has(5);
     const steps: [number, () => Promise<FigureResult>][] = [
       [1, () => figure1(ctx, luck)],

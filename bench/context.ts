@@ -23,7 +23,7 @@ export interface Ctx {
   book(options: BookOptions): Book;
 }
 
-export function makeCtx(sizes: Sizes, seed: number, dbs: Databases, template: BenchDb, log: (m: string) => void): Ctx {
+export function makeCtx(sizes: Sizes, seed: number, dbs: Databases, template: BenchDb, log: (m: string) => void, keep = false): Ctx {
   const books = new Map<string, Book>();
   return {
     sizes,
@@ -31,7 +31,8 @@ export function makeCtx(sizes: Sizes, seed: number, dbs: Databases, template: Be
     template,
     log,
     clone: (label, source, options) => dbs.clone(source ?? template, label, options),
-    drop: (db) => dbs.drop(db),
+    // --keep: a figure's databases stay for inspection (dropAll lists them at the end).
+    drop: (db) => (keep ? Promise.resolve() : dbs.drop(db)),
     memo: new Map(),
     book(options) {
       const key = JSON.stringify(options);
