@@ -60,6 +60,11 @@ set plan_cache_mode = force_generic_plan
 -- then grows with every portfolio computed: 135 ms per portfolio without statistics, 300 to
 -- 600 ms and rising with them, before this setting.
 set enable_seqscan = off
+-- ... nor through a bitmap: the rows a statement reads are one day's or one run's of one
+-- portfolio, which a plain index scan reads in index order (and marks dead index entries as it
+-- goes). Without statistics the planner took a portfolio's day for hundreds of rows and chose
+-- bitmaps, which made a one-day job 1.35x dearer than with statistics (docs/performance.md).
+set enable_bitmapscan = off
 as $$
 declare
   v_changes portfolio_timeseries_engine.change[];
