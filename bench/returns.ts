@@ -12,11 +12,8 @@
 // measure the engine, which bench/run.ts does. Rows are weekdays, values a consistent random
 // walk (BOD = previous EOD) with deposits, withdrawals and fees.
 //
-// current_days() as shipped asks status() (engine-agnostic until the engine rewrite lands).
-// status() computes every day of every portfolio it is asked about, so the book-wide figure is
-// also measured with a set-based body over today's portfolio_day (swapped in on the bench
-// database only, and checked to give identical results): the figure the reimplementation should
-// reach.
+// Current days come from portfolio_timeseries_engine.current_days() as shipped: set-based over
+// the engine's per-day state (portfolio_day) and its pending changes (none here).
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -107,31 +104,6 @@ async function load(sql: Pg, ids: string[], days: string[], openDate: string, se
   }
 }
 
-const SET_BASED_CURRENT_DAYS = `
-create or replace function portfolio_timeseries_engine.current_days(p_portfolios text[], p_from date, p_to date)
-returns table (portfolio_id text, date date, is_current boolean)
-language plpgsql stable
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-  -- Two plans, not "p_portfolios is null or ...": a generic plan with the OR scans the whole book
-  -- for one portfolio, and a UNION ALL of both branches still starts parallel workers for the
-  -- branch that never runs (80 ms per call measured).
-  if p_portfolios is null then
-    return query
-    select pd.portfolio_id, pd.date, pd.expected_count is not null and pd.position_count = pd.expected_count and not pd.dirty
-    from portfolio_timeseries_engine.portfolio_day pd
-    where pd.date between p_from and p_to and (pd.expected_count is not null or pd.position_count > 0);
-  else
-    return query
-    select pd.portfolio_id, pd.date, pd.expected_count is not null and pd.position_count = pd.expected_count and not pd.dirty
-    from portfolio_timeseries_engine.portfolio_day pd
-    where pd.portfolio_id = any (p_portfolios) and pd.date between p_from and p_to
-      and (pd.expected_count is not null or pd.position_count > 0);
-  end if;
-end;
-$$`;
-
 interface Figure {
   label: string;
   goalMs: number | null;
@@ -213,16 +185,13 @@ try {
   const bookRuns = Math.max(1, Math.min(3, runs));
   const bookLabel = `TWR YTD for ${nPortfolios} portfolios, portfolio_twr_all, one call (${bookDays.length} days of history each)`;
   const book = async () => sql.unsafe(`select * from portfolio_twr_all('${YTD_FROM}', '${AS_OF}', 'GROSS')`);
-  figures.push(await measure(`${bookLabel}, current_days on status() [as shipped]`, 10_000, bookRuns, pid, book));
-  const shipped = await book();
-
-  await sql.unsafe(SET_BASED_CURRENT_DAYS);
-  figures.push(await measure(`${bookLabel}, current_days set-based on portfolio_day [bench-only body]`, 10_000, bookRuns, pid, book));
-  const swapped = await book();
-  const same = JSON.stringify(shipped) === JSON.stringify(swapped);
-  log(`set-based current_days gives ${same ? 'identical' : 'DIFFERENT'} results (${swapped.length} portfolios)`);
-  if (!same) failed = true;
-  await figuresFor(' [bench-only current_days]');
+  figures.push(await measure(bookLabel, 10_000, bookRuns, pid, book));
+  const result = await book();
+  // The book and the two single portfolios.
+  if (result.length !== nPortfolios + 2) {
+    log(`the book-wide call returned ${result.length} portfolios, expected ${nPortfolios + 2}`);
+    failed = true;
+  }
   await sql.end();
   const load1 = loadavg()[0]!;
 
