@@ -138,10 +138,13 @@ export function xirr(flowsIn: Flow[]): ModelXirr {
     const m = Math.max(...ex);
     return fl.reduce((s, f, i) => s + f.a * Math.exp(ex[i]! - m), 0);
   };
-  // y grid: 0 and +-10^e for e in [-5, log10(ymax)] in steps of 0.005, ymax: period growth 10^32.
-  const ymax = (32 * Math.LN10 * 365) / Math.max(span, 1);
-  const grid: number[] = [0];
-  for (let e = -5; 10 ** e <= ymax; e += 0.005) grid.push(10 ** e, -(10 ** e));
+  // y grid: 0 and +-10^e for e in [-5, log10(ymax)] in steps of 0.005, then +-ymax itself.
+  // ymax: a growth factor of 10^30 over the flows' span, where the methodology says the search
+  // stops and no rate is reported (a root beyond it is not an answer: with the bound at 10^32
+  // the model found one there for SEED=216434003 and the solver rightly said none).
+  const ymax = (30 * Math.LN10 * 365) / Math.max(span, 1);
+  const grid: number[] = [0, ymax, -ymax];
+  for (let e = -5; 10 ** e < ymax; e += 0.005) grid.push(10 ** e, -(10 ** e));
   grid.sort((a, b) => a - b);
   const roots: Decimal[] = [];
   const shifted = flows.map((f) => ({ day: f.day - t0, amount: f.amount }));
