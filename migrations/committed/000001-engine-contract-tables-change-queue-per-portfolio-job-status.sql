@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:faccc844d14140004b654b3db81d58047f11133d
+--! Hash: sha1:d1a28a8cab4719f19c13d6114098f105d2ece074
 --! Message: engine: contract tables, change queue, per-portfolio job, status
 
 -- >>> sql/00_schemas.sql
@@ -1187,7 +1187,6 @@ declare
   v_caught_date date;
   v_caught_reason text;
   v_bad record;
-  v_gone record;
   v_computed date[];
   v_partial date[];
 begin
@@ -1333,33 +1332,32 @@ begin
     where p.kind = 'S' and p.date < v_last_kept) end;
 
   -- A deleted (or moved, or re-epoched away) effective snapshot removes its position row at once
-  -- (contract section 2), whether or not its day can be recomputed yet.
-  -- Only days computed before can hold position rows: one probe per written date finds them (none
-  -- in a backfill), then one probe per written position of those days, deleted one by one by key
-  -- (they are few; a join of the written set with the table could be planned as a scan of the
-  -- portfolio's history).
+  -- (contract section 2), whether or not its day can be recomputed yet. Only days computed before
+  -- can hold position rows (none in a backfill); their written positions are probed one by one by
+  -- key and the rows found deleted by row id (a join of the written set with the table could be
+  -- planned as a scan of the portfolio's history).
   v_computed := array(
-    select x.date
-    from (select distinct p.date from unnest(v_positions) p where p.kind = 'S') x
-    cross join lateral (
-      select d.computed_count from portfolio_timeseries_engine.portfolio_day d
-      where d.portfolio_id = p_portfolio and d.date = x.date offset 0) pd
-    where pd.computed_count > 0);
-  for v_gone in
-    select p.security_id, p.date
-    from unnest(v_positions) p
-    where cardinality(v_computed) > 0 and p.kind = 'S' and p.date = any(v_computed)
-      and not exists (
-        select 1 from public.daily_position_snapshots s
-        where s.portfolio_id = p_portfolio and s.security_id = p.security_id and s.date = p.date
-          and case when s.security_id = any(v_hist)
-                   then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
-                   else s.epoch = 0 end
-        offset 0)
-  loop
+    select pd.date from portfolio_timeseries_engine.portfolio_day pd
+    where pd.ctid = any(portfolio_timeseries_engine.day_rows(p_portfolio,
+            array(select distinct p.date from unnest(v_positions) p where p.kind = 'S')))
+      and pd.computed_count > 0);
+  if cardinality(v_computed) > 0 then
     delete from public.position_timeseries pt
-    where pt.portfolio_id = p_portfolio and pt.security_id = v_gone.security_id and pt.date = v_gone.date;
-  end loop;
+    where pt.ctid = any(array(
+      select r.ctid
+      from unnest(v_positions) p
+      cross join lateral (
+        select x.ctid from public.position_timeseries x
+        where x.portfolio_id = p_portfolio and x.security_id = p.security_id and x.date = p.date offset 0) r
+      where p.kind = 'S' and p.date = any(v_computed)
+        and not exists (
+          select 1 from public.daily_position_snapshots s
+          where s.portfolio_id = p_portfolio and s.security_id = p.security_id and s.date = p.date
+            and case when s.security_id = any(v_hist)
+                     then s.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, s.security_id, s.date)
+                     else s.epoch = 0 end
+          offset 0)));
+  end if;
   if v_all then
     delete from public.position_timeseries pt
     where pt.portfolio_id = p_portfolio
@@ -1374,12 +1372,10 @@ begin
   -- Position days to rebuild, on days that are not rebuilt whole anyway (none in a backfill): one
   -- probe per date, then the positions of the dates found.
   v_partial := array(
-    select x.date
-    from (select distinct p.date from (select * from unnest(v_positions) union all select * from unnest(v_next)) p) x
-    cross join lateral (
-      select pd.all_positions_dirty from portfolio_timeseries_engine.portfolio_day pd
-      where pd.portfolio_id = p_portfolio and pd.date = x.date offset 0) pd
-    where not pd.all_positions_dirty);
+    select pd.date from portfolio_timeseries_engine.portfolio_day pd
+    where pd.ctid = any(portfolio_timeseries_engine.day_rows(p_portfolio,
+            array(select p.date from unnest(v_positions) p union select p.date from unnest(v_next) p)))
+      and not pd.all_positions_dirty);
   if cardinality(v_partial) > 0 then
     insert into portfolio_timeseries_engine.dirty_position (portfolio_id, date, security_id)
     select distinct p_portfolio, p.date, p.security_id
