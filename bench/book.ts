@@ -345,20 +345,6 @@ export function* copyText(
   if (buf.length > 0) yield buf.join('');
 }
 
-/** Row counts of some days of a book. */
-export function countRows(days: Iterable<BookDay>, keep: (p: PortfolioDay) => boolean = () => true) {
-  const n = { snapshots: 0, cashflows: 0, manifests: 0 };
-  for (const day of days) {
-    for (const p of day.portfolios) {
-      if (!keep(p)) continue;
-      n.snapshots += p.snapshots.length;
-      n.cashflows += p.cashflows.length;
-      n.manifests += 1;
-    }
-  }
-  return n;
-}
-
 /** A COPY line as the literal row of a multi-row INSERT ... VALUES. */
 export function valuesRow(line: string): string {
   const fields = line.replace(/\n$/, '').split('\t');

@@ -91,7 +91,3 @@ export function row(figure: string, what: string, measured: string, goal: string
   return { figure, what, measured, goal, pass, value: value !== null && Number.isFinite(value) ? value : null };
 }
 
-/** A row whose value is compared with `<= limit` (NaN, e.g. a scenario that failed: FAIL). */
-export function atMost(figure: string, what: string, value: number, limit: number, show: (v: number) => string, goal: string): Row {
-  return row(figure, what, Number.isFinite(value) ? show(value) : 'n/a', goal, Number.isFinite(value) && value <= limit, value);
-}

@@ -1,5 +1,6 @@
 // Running the engine's jobs from the bench, and checking what they left: every declared day
 // `current`, no failed job, rows equal to the plain recompute.
+import { sleep } from '../src/sleep.js';
 import type { Runner } from 'graphile-worker';
 import type { TimeseriesLogger } from '../src/types.js';
 import { runWorker, runWorkerOnce } from '../src/worker.js';
@@ -26,7 +27,6 @@ export function startWorker(url: string, concurrency = 2): Promise<Runner> {
   return runWorker({ connectionString: url, concurrency, logger: workerLog });
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** True when nothing is pending and no declared day is dirty (every declared day is current). */
 export async function allCurrent(sql: Pg): Promise<boolean> {

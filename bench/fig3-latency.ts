@@ -11,6 +11,7 @@
 //   preamble  job start -> compute transaction begins (the drain's checks for pending work)
 //   compute   compute transaction begins -> row readable (compute_portfolio + commit + poll)
 //   tail      row readable -> job complete (the drain's next look, graphile-worker's complete_job)
+import { sleep } from '../src/sleep.js';
 import type { Runner } from 'graphile-worker';
 import { valuesRow, TABLES } from './book.js';
 import { median, msText, percentile, row, type Ctx, type FigureResult, type Row, type StatsMode } from './context.js';
@@ -60,7 +61,6 @@ export async function dropPrepared(ctx: Ctx): Promise<void> {
   ctx.memo.delete('latency:db');
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Server clock minus client wall clock (ms), from the sample with the shortest round trip. */
 async function clockOffset(sql: Pg): Promise<number> {

@@ -3,7 +3,9 @@
 // absent values null, returns as fractions); without it, a readable table.
 import { parseArgs } from 'node:util';
 import { connect, connectionStringFromEnv } from './db.js';
-import { explain } from './errors.js';
+import { isoDate } from './cli-args.js';
+import { out } from './cli-output.js';
+import { explain, UsageError } from './errors.js';
 import { probeDatabase } from './probe.js';
 import { Decimal } from './decimal.js';
 import { readMoneyWeightedReturn, readReturns, readRisk } from './returns.js';
@@ -24,14 +26,6 @@ export const RETURNS_USAGE = `usage: portfolio-timeseries returns --portfolio P
 `;
 
 const PERIODS: readonly ReturnPeriod[] = ['MTD', 'QTD', 'YTD', 'SI', '1Y', '3Y', '5Y'];
-
-class UsageError extends Error {}
-
-function isoDate(value: string, name: string): string {
-  const ok = /^\d{4}-\d{2}-\d{2}$/.test(value) && new Date(`${value}T00:00:00Z`).toISOString().slice(0, 10) === value;
-  if (!ok) throw new UsageError(`${name} must be a date YYYY-MM-DD, got ${JSON.stringify(value)}`);
-  return value;
-}
 
 interface Parsed {
   help: boolean;
@@ -68,13 +62,13 @@ function parse(args: string[]): Parsed {
   if (explicit && named) throw new UsageError('give either --from and --to, or --period and --as-of, not both');
   if (explicit) {
     if (values.from === undefined || values.to === undefined) throw new UsageError('--from and --to go together');
-    range = { from: isoDate(values.from, '--from'), to: isoDate(values.to, '--to') };
+    range = { from: isoDate(values.from, '--from')!, to: isoDate(values.to, '--to')! };
     if (range.from > range.to) throw new UsageError(`--from ${range.from} is after --to ${range.to}`);
   } else if (named) {
     if (values.period === undefined || values['as-of'] === undefined) throw new UsageError('--period and --as-of go together');
     const period = values.period.toUpperCase() as ReturnPeriod;
     if (!PERIODS.includes(period)) throw new UsageError(`--period must be one of ${PERIODS.join(', ')}, got ${JSON.stringify(values.period)}`);
-    range = { period, asOf: isoDate(values['as-of'], '--as-of') };
+    range = { period, asOf: isoDate(values['as-of'], '--as-of')! };
   } else {
     throw new UsageError('a range is required: --from and --to, or --period and --as-of');
   }
@@ -104,7 +98,7 @@ export async function returnsCommand(args: string[]): Promise<number> {
     throw error;
   }
   if (p.help) {
-    console.log(RETURNS_USAGE);
+    out(RETURNS_USAGE);
     return 0;
   }
   let sql: ReturnType<typeof connect> | undefined;
@@ -118,7 +112,7 @@ export async function returnsCommand(args: string[]): Promise<number> {
       risk: await readRisk(tx, p.portfolio, p.range, { basis: p.basis, riskFreeRate: p.riskFree }),
     }));
     if (p.json) {
-      console.log(JSON.stringify({
+      out(JSON.stringify({
         portfolio_id: twr.portfolioId,
         from: twr.from,
         to: twr.to,
@@ -169,7 +163,7 @@ export async function returnsCommand(args: string[]): Promise<number> {
         lines.push(`${d.date}  ${pct(d.dailyReturn).padStart(15)}  ${pct(d.cumulativeReturn).padStart(15)}${d.zeroBase ? '  (zero base)' : ''}`);
       }
     }
-    console.log(lines.join('\n'));
+    out(lines.join('\n'));
     return 0;
   } catch (error) {
     const { message, exitCode } = explain(error);

@@ -9,6 +9,7 @@ import { startHealthServer, type HealthServer } from './health.js';
 import { eventWriter, type LogFormat } from './log.js';
 import { WorkerMetrics } from './metrics.js';
 import { startWorker, type WorkerService } from './service.js';
+import type { EarlySignals } from './cli.js';
 import type { WorkerEvent } from './types.js';
 import { VERSION } from './version.js';
 
@@ -37,12 +38,7 @@ export const WORKER_USAGE = `usage: portfolio-timeseries worker [--once] [--conc
   unreachable at start (after --startup-timeout) or not migrated; 130/143 a second signal.
 `;
 
-export interface EarlySignalsLike {
-  received: string[];
-  stopListening(): void;
-}
-
-export async function workerCommand(args: string[], early: EarlySignalsLike): Promise<number> {
+export async function workerCommand(args: string[], early: EarlySignals): Promise<number> {
   // Handlers go in before anything else: a signal during start-up must end in a clean stop.
   let service: WorkerService | undefined;
   let requested: string | undefined;

@@ -88,3 +88,6 @@ export function explain(error: unknown): { message: string; exitCode: number } {
   }
   return { message, exitCode: EXIT.failed };
 }
+
+/** An error's message for a log line (whatever was thrown). */
+export const errorText = (error: unknown): string => (error as Error)?.message ?? String(error);

@@ -18,7 +18,6 @@ interface BookSnapshot {
   blocked: Record<string, number>;
   pendingPortfolios: number;
   pendingReferenceChanges: number;
-  readyPortfolios: string[];
   oldestDueJobAge: number;
   queryMs: number;
 }
@@ -241,7 +240,6 @@ export class WorkerMetrics {
         blocked: Object.fromEntries(blocked.map((r) => [r.label, Number(r.n)])),
         pendingPortfolios: other!.pending,
         pendingReferenceChanges: other!.refs,
-        readyPortfolios: [...ready],
         oldestDueJobAge: Number(other!.due_age),
         queryMs: performance.now() - started,
       };

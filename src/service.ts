@@ -19,11 +19,12 @@ import { run, type Runner, type WorkerEvents } from 'graphile-worker';
 import type pg from 'pg';
 import { connectionStringFromEnv, describeUrl } from './db.js';
 import { isConnectionError, type QueryClient } from './drain.js';
-import { DatabaseUnavailableError, MIGRATE_HINT, NotMigratedError } from './errors.js';
+import { DatabaseUnavailableError, errorText, MIGRATE_HINT, NotMigratedError } from './errors.js';
 import { backlog, leftovers, removeConnectionRetries, removeOwnLockedJobs, removeStaleJobs } from './jobs.js';
 import { eventsToLogger, loggerFromEvents, stderrLogger, workerLogger } from './log.js';
 import type { WorkerMetrics } from './metrics.js';
 import { createPool } from './pool.js';
+import { sleep } from './sleep.js';
 import { unavailableReason } from './probe.js';
 import { crontab, makeTaskList } from './tasks.js';
 import type { WorkerEvent, WorkerOptions, WorkerSummary } from './types.js';
@@ -50,24 +51,10 @@ export interface WorkerService {
 }
 
 const ONCE_DEADLINE_MS = 30 * 60_000;
-const errorText = (error: unknown) => (error as Error)?.message ?? String(error);
 
 function backoff(attempt: number): number {
   const base = Math.min(30_000, 500 * 2 ** attempt);
   return Math.round(base * (0.75 + Math.random() * 0.25));
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** Errors that waiting cannot cure: the CLI exits with them. */

@@ -12,7 +12,9 @@
 //   failure needs the database; a worker that cannot record one would stop).
 import type { JobHelpers, Task, TaskList } from 'graphile-worker';
 import { computePortfolio, drain, isConnectionError, type DrainResult, type QueryClient } from './drain.js';
+import { errorText } from './errors.js';
 import { HEARTBEAT_MS, refreshLock, removeStaleJobs } from './jobs.js';
+import { sleep } from './sleep.js';
 import type { WorkerEvent } from './types.js';
 
 /** Applies every pending change (enqueued by the input triggers, one job per producer transaction). */
@@ -34,25 +36,12 @@ export interface TaskHooks {
   progressIntervalMs?: number;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((resolve) => {
-  if (signal?.aborted) return resolve();
-  const timer = setTimeout(done, ms);
-  function done() {
-    clearTimeout(timer);
-    signal?.removeEventListener('abort', done);
-    resolve();
-  }
-  signal?.addEventListener('abort', done, { once: true });
-});
-
 function loggerEmit(helpers: JobHelpers): (e: WorkerEvent) => void {
   return (e) => {
     const level = e.event === 'portfolio_computed' || e.event === 'progress' || e.event === 'job_finished' ? 'debug' : e.level;
     helpers.logger[level](e.msg);
   };
 }
-
-const errorText = (error: unknown) => (error as Error)?.message ?? String(error);
 
 /** Wait until the database answers (back-off 0.5 s doubling to 30 s); false when stopped first. */
 async function waitForDatabase(helpers: JobHelpers, emit: (e: WorkerEvent) => void, signal?: AbortSignal): Promise<boolean> {

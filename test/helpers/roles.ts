@@ -1,10 +1,9 @@
 // The three roles of sql/14_roles.sql for a test file: created with a per-run suffix (roles are
 // cluster-wide; two runs on one server must not share them), granted in each test database, and
 // dropped when the file ends (after its databases, whose drop removes the grants).
-import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { connect, type Sql } from '../../src/db.js';
-import { serverUrl, type TestDatabase } from './db.js';
+import { newRunId, serverUrl, type TestDatabase } from './db.js';
 
 export type RoleKind = 'producer' | 'worker' | 'reader';
 
@@ -23,7 +22,7 @@ interface Teardown {
 }
 
 export async function testRoles(t: Teardown): Promise<TestRoles> {
-  const suffix = `${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+  const suffix = newRunId();
   const names = {
     producer: `pt_producer_${suffix}`,
     worker: `pt_worker_${suffix}`,
