@@ -7,13 +7,14 @@
 //
 // The output rows are INSERTED DIRECTLY (COPY with triggers off), not computed by the engine:
 // portfolio_timeseries, position_timeseries, daily_aggregation_manifest and the engine's
-// portfolio_day state (every day declared, complete and not dirty, so status() says current).
-// That is what the read side reads; computing 26 million rows through the engine first would
-// measure the engine, which bench/run.ts does. Rows are weekdays, values a consistent random
-// walk (BOD = previous EOD) with deposits, withdrawals and fees.
+// portfolio_day state (every day declared, complete and not dirty, so status() says current,
+// with the daily returns the job would store, computed from the loaded rows by the job's own
+// day_returns()). That is what the read side reads; computing 26 million rows through the engine
+// first would measure the engine, which bench/run.ts does. Rows are weekdays, values a
+// consistent random walk (BOD = previous EOD) with deposits, withdrawals and fees.
 //
-// Current days come from portfolio_timeseries_engine.current_days() as shipped: set-based over
-// the engine's per-day state (portfolio_day) and its pending changes (none here).
+// Current days come from the shipped functions: set-based over the engine's per-day state
+// (portfolio_day) and its pending changes (none here).
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -62,7 +63,6 @@ function portfolioRows(id: string, days: string[], rnd: () => number, flows: Flo
   let pt = '';
   let pos = '';
   let manifest = '';
-  let day = '';
   let eodPrev = 0;
   let month = '';
   for (const [i, date] of days.entries()) {
@@ -80,17 +80,15 @@ function portfolioRows(id: string, days: string[], rnd: () => number, flows: Flo
     // One position holding everything (its flows in the position's own columns, cash perspective).
     pos += `${id}\tALL\t${date}\t0\t${f(eodPrev)}\t${f(-bcf)}\t${f(fee)}\t${f(bcf)}\t${f(-fee)}\t${f(eod)}\t${f(fee)}\t1\t1\n`;
     manifest += `${id}\t${date}\t1\n`;
-    day += `${id}\t${date}\t1\t1\tf\n`;
     eodPrev = eod;
   }
-  return { pt, pos, manifest, day };
+  return { pt, pos, manifest };
 }
 
 const PT_COLUMNS = ['portfolio_id', 'date', 'epoch', 'bod_market_value', 'bod_cashflow', 'eod_cashflow', 'eod_market_value', 'fees', 'position_count'];
 const POS_COLUMNS = ['portfolio_id', 'security_id', 'date', 'epoch', 'bod_market_value', 'bod_cashflow_position', 'eod_cashflow_position',
   'bod_cashflow_portfolio', 'eod_cashflow_portfolio', 'eod_market_value', 'fees', 'quantity', 'cost'];
 const MANIFEST_COLUMNS = ['portfolio_id', 'aggregation_date', 'expected_count'];
-const DAY_COLUMNS = ['portfolio_id', 'date', 'position_count', 'expected_count', 'dirty'];
 
 async function load(sql: Pg, ids: string[], days: string[], openDate: string, seed: number, flows: FlowPattern, withPositions: boolean) {
   const rnd = mulberry32(seed);
@@ -100,7 +98,17 @@ async function load(sql: Pg, ids: string[], days: string[], openDate: string, se
     await copyIn(sql, 'public.portfolio_timeseries', PT_COLUMNS, parts.map((p) => p.pt).join(''));
     if (withPositions) await copyIn(sql, 'public.position_timeseries', POS_COLUMNS, parts.map((p) => p.pos).join(''));
     await copyIn(sql, 'public.daily_aggregation_manifest', MANIFEST_COLUMNS, parts.map((p) => p.manifest).join(''));
-    await copyIn(sql, 'portfolio_timeseries_engine.portfolio_day', DAY_COLUMNS, parts.map((p) => p.day).join(''));
+    // The engine's state of each day (declared, complete, computed), with the daily returns the
+    // job stores beside each row, from the rows just loaded by the job's own formula.
+    await sql`
+      insert into portfolio_timeseries_engine.portfolio_day
+        (portfolio_id, date, position_count, expected_count, dirty, gross_return, net_return, zero_base)
+      select s.portfolio_id, s.date, 1, 1, false, r.gross, r.net, r.zero_base
+      from public.portfolio_timeseries s
+      cross join lateral portfolio_timeseries_engine.day_returns(
+        s.bod_market_value, s.bod_cashflow, s.eod_cashflow, s.eod_market_value, s.fees) r
+      where s.portfolio_id = any(${ids.slice(i, i + 500)})
+      order by s.portfolio_id, s.date`;
   }
 }
 

@@ -22,7 +22,7 @@ export const DEFAULT_SIZES: Sizes = {
   backfill: { portfolios: 200, positions: 25, days: 250, plainRuns: 1, perDay: true },
   producer: { portfolios: 200, positions: 25, history: 60, repeats: 30, insertRows: 100 },
   latency: { positions: 100, history: 250, days: 200 },
-  cost: { positions: 100, longHistory: 2500, shortHistory: 10, back: 1250, recent: 5, repeats: 7 },
+  cost: { positions: 100, longHistory: 2500, shortHistory: 10, back: 1250, recent: 5, repeats: 41 },
   luck: { latencyDays: 200 },
   daily: { portfolios: 10_000, positions: 50, concurrency: 2 },
   producers: { portfolios: 40, positions: 25, days: 10, sessions: 4 },

@@ -58,6 +58,11 @@ create table portfolio_timeseries_engine.reference_change (
 --   all_positions_dirty  every position row of the day must be rebuilt (a new day, a day that was
 --                        undeclared, an epoch change); otherwise dirty_position lists them
 --   blocked_reason       why the last job could not build the day
+--   gross_return,        the daily returns of the day's portfolio_timeseries row (GROSS, NET) and
+--   net_return,          whether its denominator is 0, written by the job in the transaction that
+--   zero_base            writes the row (day_return(), sql/13_returns.sql); NULL until then. A
+--                        book-wide return reads them here instead of dividing 2.6 million rows
+--                        again on every call (docs/decisions.md, "Stored daily returns").
 create table portfolio_timeseries_engine.portfolio_day (
   portfolio_id text not null,
   date date not null,
@@ -68,6 +73,9 @@ create table portfolio_timeseries_engine.portfolio_day (
   blocked_reason text,
   computed_count bigint not null default 0,
   computed_at timestamptz,
+  gross_return numeric,
+  net_return numeric,
+  zero_base boolean,
   primary key (portfolio_id, date)
 );
 create index portfolio_day_declared_idx on portfolio_timeseries_engine.portfolio_day (portfolio_id, date)

@@ -735,23 +735,40 @@ begin
         from unnest(v_changed) c(date)) x
       where x.next_date is not null and not (x.next_date = any(v_days)) and x.next_date < coalesce(v_stop, 'infinity'));
     if cardinality(v_fix) > 0 then
-      update public.portfolio_timeseries pt
-      set bod_market_value = prev.eod_market_value, updated_at = now()
-      from unnest(v_fix) f(date)
-      cross join lateral (
-        select pp.eod_market_value from public.portfolio_timeseries pp
-        where pp.portfolio_id = p_portfolio and pp.date < f.date
-        order by pp.date desc limit 1) prev
-      where pt.portfolio_id = p_portfolio and pt.date = f.date
-        and pt.bod_market_value is distinct from prev.eod_market_value;
+      -- A new BOD is a new daily return: the day's stored returns follow its row.
+      with fixed as (
+        update public.portfolio_timeseries pt
+        set bod_market_value = prev.eod_market_value, updated_at = now()
+        from unnest(v_fix) f(date)
+        cross join lateral (
+          select pp.eod_market_value from public.portfolio_timeseries pp
+          where pp.portfolio_id = p_portfolio and pp.date < f.date
+          order by pp.date desc limit 1) prev
+        where pt.portfolio_id = p_portfolio and pt.date = f.date
+          and pt.bod_market_value is distinct from prev.eod_market_value
+        returning pt.date, pt.bod_market_value, pt.bod_cashflow, pt.eod_cashflow, pt.eod_market_value, pt.fees
+      )
+      update portfolio_timeseries_engine.portfolio_day pd
+      set gross_return = r.gross, net_return = r.net, zero_base = r.zero_base
+      from fixed f
+      cross join lateral portfolio_timeseries_engine.day_returns(
+        f.bod_market_value, f.bod_cashflow, f.eod_cashflow, f.eod_market_value, f.fees) r
+      where pd.portfolio_id = p_portfolio and pd.date = f.date;
       get diagnostics v_bod_updates = row_count;
     end if;
 
     delete from portfolio_timeseries_engine.dirty_position dp
     where dp.portfolio_id = p_portfolio and dp.date = any(v_days);
+    -- The day is current from here on, with the returns of the row just written.
     update portfolio_timeseries_engine.portfolio_day pd
     set dirty = false, all_positions_dirty = false, blocked_reason = null,
-        computed_count = pd.computed_count + 1, computed_at = now()
+        computed_count = pd.computed_count + 1, computed_at = now(),
+        (gross_return, net_return, zero_base) = (
+          select r.gross, r.net, r.zero_base
+          from public.portfolio_timeseries pt
+          cross join lateral portfolio_timeseries_engine.day_returns(
+            pt.bod_market_value, pt.bod_cashflow, pt.eod_cashflow, pt.eod_market_value, pt.fees) r
+          where pt.portfolio_id = p_portfolio and pt.date = pd.date)
     where pd.ctid = any(portfolio_timeseries_engine.day_rows(p_portfolio, v_days));
   end if;
 

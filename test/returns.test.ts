@@ -348,6 +348,34 @@ t.test('only current days count: stale, waiting, undeclared and blocked days are
   t.ok(close(after!.twr, D('0.04060401'), '1e-28'), `twr ${after!.twr}`);
 });
 
+t.test('a corrected EOD moves the next day\'s BOD without recomputing it: its stored return follows', async (t) => {
+  const db = await freshDatabase(t);
+  const { sql } = db;
+  // A on 03-03 only, B from 03-04: correcting A's value changes 03-04's BOD but none of its
+  // positions, so the job updates 03-04's row in place (the cascade's early cutoff).
+  await insertPortfolio(sql, 'F', 'USD', '2025-03-03');
+  await ensureInstrument(sql, 'A', 'USD');
+  await ensureInstrument(sql, 'B', 'USD');
+  await portfolioFlow(sql, 'F', '2025-03-03', '1000', 'BOD', 'CASHFLOW_IN');
+  await insertSnapshot(sql, { portfolio_id: 'F', security_id: 'A', date: '2025-03-03', quantity: 1, market_value: 1000, market_value_local: 1000 });
+  await insertSnapshot(sql, { portfolio_id: 'F', security_id: 'B', date: '2025-03-04', quantity: 1, market_value: 1010, market_value_local: 1010 });
+  await declare(sql, 'F', '2025-03-03', 1);
+  await declare(sql, 'F', '2025-03-04', 1);
+  await runWorkerOnce({ connectionString: db.url });
+  const before = await sql`select daily_return from portfolio_twr_daily('F', '2025-03-03', '2025-03-04')`;
+  t.same(before.map((r) => s(r.daily_return)), ['0', '0.01']);
+  await sql`update daily_position_snapshots set market_value = 990, market_value_local = 990
+            where portfolio_id = 'F' and security_id = 'A' and date = '2025-03-03'`;
+  await runWorkerOnce({ connectionString: db.url });
+  const [job] = await sql`select bod_updates from portfolio_timeseries_engine.portfolio_job where portfolio_id = 'F'`;
+  t.equal(Number(job!.bod_updates), 1, '03-04 took the new BOD in place');
+  const after = await sql`select daily_return from portfolio_twr_daily('F', '2025-03-03', '2025-03-04')`;
+  t.same(after.map((r) => s(r.daily_return)), ['-0.01', D(20).div(990).toDecimalPlaces(30, Decimal.ROUND_HALF_UP).toFixed()],
+    '03-04: (1010 - 990) / 990, not the 1% of its old BOD');
+  const [book] = await sql`select twr from portfolio_twr_all('2025-03-03', '2025-03-04', 'GROSS', array['F'])`;
+  t.ok(close(book!.twr, D('0.01'), '1e-29'), `0.99 x 1010/990 - 1 = 1%: ${book!.twr}`);
+});
+
 t.test('a day with no priced position is blocked and missing, never -100%', async (t) => {
   const db = await freshDatabase(t);
   const { sql } = db;
@@ -612,7 +640,7 @@ t.test('every read-side function pins its search_path', async (t) => {
     'portfolio_daily_returns(text[],date,date,text)', 'portfolio_mwr(text,date,date,text)',
     'portfolio_period(text,text,date)', 'portfolio_range(text,date,date)', 'portfolio_rate_from_factor(numeric)', 'portfolio_risk(text,date,date,text,numeric)',
     'portfolio_twr(text,date,date,text)', 'portfolio_twr_all(date,date,text,text[])', 'portfolio_twr_daily(text,date,date,text)',
-    'portfolio_wealth_step(numeric,numeric)', 'portfolio_xirr(numeric[],integer[])', 'portfolio_xirr_npv(numeric[],integer[],numeric)',
+    'portfolio_wealth_end(numeric[])', 'portfolio_wealth_path(numeric[])', 'portfolio_wealth_step(numeric,numeric)', 'portfolio_xirr(numeric[],integer[])', 'portfolio_xirr_npv(numeric[],integer[],numeric)',
     'position_daily_returns(text,text,date,date)', 'position_twr(text,text,date,date)', 'position_twr_daily(text,text,date,date)',
   ], 'the read side, as documented (the aggregate portfolio_wealth cannot pin a search_path; its step function does)');
   t.same(fns.filter((f) => !f.pinned).map((f) => f.name), []);
@@ -620,6 +648,37 @@ t.test('every read-side function pins its search_path', async (t) => {
     select exists (select 1 from unnest(p.proconfig) c where c like 'search_path=%') as pinned
     from pg_proc p where p.oid = 'portfolio_timeseries_engine.current_days(text[], date, date)'::regprocedure`;
   t.equal(cd!.pinned, true, 'current_days too');
+});
+
+t.test('the wealth index: the array functions and the aggregate agree day for day, and with the model', async (t) => {
+  const seed = seedFromEnv();
+  t.comment(`SEED=${seed}`);
+  const rng = new Rng(seed);
+  const { sql } = await freshDatabase(t);
+  for (let k = 0; k < 20; k++) {
+    // Returns of 30 decimals in (-1, 1), as the job stores them; sometimes exactly 0 or -1.
+    const returns = Array.from({ length: rng.int(1, 300) }, () =>
+      rng.chance(0.05) ? D(rng.chance(0.5) ? 0 : -1) : rng.decimal(1, 30).times(rng.chance(0.5) ? 1 : -1).div(2).toDecimalPlaces(30));
+    const text = `{${returns.map((r) => r.toFixed()).join(',')}}`;
+    const [row] = await sql<{ path: Decimal[]; end: Decimal; agg: Decimal[] }[]>`
+      select portfolio_wealth_path(${text}::numeric[]) as path, portfolio_wealth_end(${text}::numeric[]) as "end",
+             (select array_agg(w order by i) from (
+                select u.i, portfolio_wealth(u.r) over (order by u.i) as w
+                from unnest(${text}::numeric[]) with ordinality u(r, i)) x) as agg`;
+    const path = row!.path.map(s);
+    t.same(path, row!.agg.map(s), `series ${k} (${returns.length} days): path = the aggregate at every day`);
+    t.equal(s(row!.end), path[path.length - 1], `series ${k}: end = the path's last day`);
+    // The methodology's rounding, step by step: 30 places, half away from zero (with enough
+    // significant digits for a wealth of up to 1.5^300 carried to 30 places).
+    const Exact = Decimal.clone({ precision: 200 });
+    let w = new Exact(1);
+    const expected = returns.map((r) => (w = w.times(new Exact(r.toFixed()).plus(1)).toDecimalPlaces(30, Decimal.ROUND_HALF_UP)).toFixed());
+    t.same(path, expected, `series ${k}: each day rounded to 30 places`);
+  }
+  const [empty] = await sql`select portfolio_wealth_path('{}') as path, portfolio_wealth_end('{}') as "end"`;
+  t.same([empty!.path, s(empty!.end)], [[], '1'], 'no day: wealth 1');
+  await t.rejects(sql`select portfolio_wealth_end('{0.1,NULL}')`, /a return of 2 is NULL/, 'a NULL return is an error, not a NULL index');
+  await t.rejects(sql`select portfolio_wealth_path('{0.1,NULL}')`, /return 2 of 2 is NULL/);
 });
 
 // ---------- random series against the model ----------
@@ -699,6 +758,26 @@ t.test('random series: TWR, MWR, risk and the book-wide TWR agree with the model
     }
   }
   t.equal(checked, portfolios.length * 4);
+
+  // Corrections: a day's new EOD gives the next declared day a new BOD without recomputing it
+  // (the cascade's early cutoff); the returns stored with both rows follow them.
+  for (const p of portfolios) {
+    const all = await modelRows(sql, p);
+    for (const k of [rng.int(0, all.length - 2), rng.int(0, all.length - 2)]) {
+      await sql`update daily_position_snapshots set market_value = market_value * 1.5 + 7, market_value_local = market_value_local * 1.5 + 7
+                where portfolio_id = ${p} and date = ${all[k]!.date}::date`;
+    }
+  }
+  await runWorkerOnce({ connectionString: db.url });
+  for (const p of portfolios) {
+    const rows = await modelRows(sql, p);
+    for (const basis of ['GROSS', 'NET'] as const) {
+      const m = model.twr(rows, basis, rows[0]!.date, rows[rows.length - 1]!.date);
+      const daily = await sql`select * from portfolio_twr_daily(${p}, ${from}::date, ${to}::date, ${basis})`;
+      t.ok(daily.length === m.daily.length && daily.every((d, i) => close(d.daily_return, m.daily[i]!.r) && close(d.cumulative_return, m.daily[i]!.cumulative)),
+        `${p} ${basis} after corrections: every day's stored return is its row's`);
+    }
+  }
   // The book-wide call gives every portfolio's summary in one statement, equal to the one-by-one calls.
   const book = await sql`select * from portfolio_twr_all('2024-02-01', '2024-12-31', 'NET')`;
   t.same(book.map((r) => r.portfolio_id), portfolios);

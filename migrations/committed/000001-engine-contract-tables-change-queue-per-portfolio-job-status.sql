@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:d1a28a8cab4719f19c13d6114098f105d2ece074
+--! Hash: sha1:2d5447d5b3eed39f3b806c09e64b89ce22801014
 --! Message: engine: contract tables, change queue, per-portfolio job, status
 
 -- >>> sql/00_schemas.sql
@@ -319,6 +319,11 @@ create table portfolio_timeseries_engine.reference_change (
 --   all_positions_dirty  every position row of the day must be rebuilt (a new day, a day that was
 --                        undeclared, an epoch change); otherwise dirty_position lists them
 --   blocked_reason       why the last job could not build the day
+--   gross_return,        the daily returns of the day's portfolio_timeseries row (GROSS, NET) and
+--   net_return,          whether its denominator is 0, written by the job in the transaction that
+--   zero_base            writes the row (day_return(), sql/13_returns.sql); NULL until then. A
+--                        book-wide return reads them here instead of dividing 2.6 million rows
+--                        again on every call (docs/decisions.md, "Stored daily returns").
 create table portfolio_timeseries_engine.portfolio_day (
   portfolio_id text not null,
   date date not null,
@@ -329,6 +334,9 @@ create table portfolio_timeseries_engine.portfolio_day (
   blocked_reason text,
   computed_count bigint not null default 0,
   computed_at timestamptz,
+  gross_return numeric,
+  net_return numeric,
+  zero_base boolean,
   primary key (portfolio_id, date)
 );
 create index portfolio_day_declared_idx on portfolio_timeseries_engine.portfolio_day (portfolio_id, date)
@@ -1829,23 +1837,40 @@ begin
         from unnest(v_changed) c(date)) x
       where x.next_date is not null and not (x.next_date = any(v_days)) and x.next_date < coalesce(v_stop, 'infinity'));
     if cardinality(v_fix) > 0 then
-      update public.portfolio_timeseries pt
-      set bod_market_value = prev.eod_market_value, updated_at = now()
-      from unnest(v_fix) f(date)
-      cross join lateral (
-        select pp.eod_market_value from public.portfolio_timeseries pp
-        where pp.portfolio_id = p_portfolio and pp.date < f.date
-        order by pp.date desc limit 1) prev
-      where pt.portfolio_id = p_portfolio and pt.date = f.date
-        and pt.bod_market_value is distinct from prev.eod_market_value;
+      -- A new BOD is a new daily return: the day's stored returns follow its row.
+      with fixed as (
+        update public.portfolio_timeseries pt
+        set bod_market_value = prev.eod_market_value, updated_at = now()
+        from unnest(v_fix) f(date)
+        cross join lateral (
+          select pp.eod_market_value from public.portfolio_timeseries pp
+          where pp.portfolio_id = p_portfolio and pp.date < f.date
+          order by pp.date desc limit 1) prev
+        where pt.portfolio_id = p_portfolio and pt.date = f.date
+          and pt.bod_market_value is distinct from prev.eod_market_value
+        returning pt.date, pt.bod_market_value, pt.bod_cashflow, pt.eod_cashflow, pt.eod_market_value, pt.fees
+      )
+      update portfolio_timeseries_engine.portfolio_day pd
+      set gross_return = r.gross, net_return = r.net, zero_base = r.zero_base
+      from fixed f
+      cross join lateral portfolio_timeseries_engine.day_returns(
+        f.bod_market_value, f.bod_cashflow, f.eod_cashflow, f.eod_market_value, f.fees) r
+      where pd.portfolio_id = p_portfolio and pd.date = f.date;
       get diagnostics v_bod_updates = row_count;
     end if;
 
     delete from portfolio_timeseries_engine.dirty_position dp
     where dp.portfolio_id = p_portfolio and dp.date = any(v_days);
+    -- The day is current from here on, with the returns of the row just written.
     update portfolio_timeseries_engine.portfolio_day pd
     set dirty = false, all_positions_dirty = false, blocked_reason = null,
-        computed_count = pd.computed_count + 1, computed_at = now()
+        computed_count = pd.computed_count + 1, computed_at = now(),
+        (gross_return, net_return, zero_base) = (
+          select r.gross, r.net, r.zero_base
+          from public.portfolio_timeseries pt
+          cross join lateral portfolio_timeseries_engine.day_returns(
+            pt.bod_market_value, pt.bod_cashflow, pt.eod_cashflow, pt.eod_market_value, pt.fees) r
+          where pt.portfolio_id = p_portfolio and pt.date = pd.date)
     where pd.ctid = any(portfolio_timeseries_engine.day_rows(p_portfolio, v_days));
   end if;
 
@@ -2217,76 +2242,186 @@ comment on view public.portfolio_day_status is
 
 -- >>> sql/13_returns.sql
 -- The read side (issue #10): time-weighted and money-weighted returns and risk, computed from the
--- two output tables. Everything here only reads; it never writes an input, an output or engine
--- state. The formulas and conventions are stated, with a worked example, in docs/methodology.md
--- ("Returns and risk"); this file says why each function is shaped the way it is.
+-- two output tables and the daily returns the job stores beside each portfolio row (day_returns,
+-- below). Everything here only reads; it never writes an input, an output or engine state. The
+-- formulas and conventions are stated, with a worked example, in docs/methodology.md ("Returns
+-- and risk"); this file says why each function is shaped the way it is.
 --
 -- Arithmetic is numeric throughout. Quantities that cannot be exact (a quotient, a product of
 -- many daily factors, a root of the XIRR equation) are carried to 30 decimal places, rounded half
 -- away from zero; the XIRR search works at 60. A numeric quotient only has about 20 significant
 -- digits unless its dividend carries more decimals, so every dividend is given its scale first
 -- (round(x, 40) / n, never round(x / n, 40)).
+--
+-- The functions that query set jit = off: a function result is estimated at 1000 rows, which
+-- for one portfolio's ten years put the estimate past jit_above_cost, and compiling the plan
+-- cost 300 ms for a query of 8; for the whole book JIT saved nothing (docs/performance.md).
 
--- Which days of the range are current (a day with snapshots but no manifest row never is): it is
--- declared, its row is up to date (not dirty), no
--- earlier declared day of the portfolio is dirty, and no pending change reaches it (the same rule
--- as status(), read set-based from the engine's per-day state instead of status' full report).
--- NULL portfolios = every portfolio. Two statements rather than one with "p IS NULL OR ...": a
--- generic plan of the combined form scans the whole book for one portfolio.
-create or replace function portfolio_timeseries_engine.current_days(p_portfolios text[], p_from date, p_to date)
-returns table (portfolio_id text, date date, is_current boolean)
-language plpgsql stable
+-- A day's returns from its portfolio_timeseries row, the one place the formula is written. The job
+-- calls it in the transaction that writes the row and stores the result in portfolio_day
+-- (gross_return, net_return, zero_base); the read side reads it from there, so a book-wide return
+-- divides nothing (docs/decisions.md, "Stored daily returns").
+--   r = (EOD - BOD - BOD_CF - EOD_CF [- fees for NET]) / (BOD + BOD_CF), 30 places, half away from zero;
+--   zero_base: the denominator is 0; r is 0 by convention and the day is flagged.
+create or replace function portfolio_timeseries_engine.day_returns(
+  p_bod numeric, p_bod_cashflow numeric, p_eod_cashflow numeric, p_eod numeric, p_fees numeric,
+  out gross numeric, out net numeric, out zero_base boolean)
+language plpgsql immutable parallel safe
 set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_den numeric := p_bod + p_bod_cashflow;
+  v_num numeric := p_eod - p_bod - p_bod_cashflow - p_eod_cashflow;
+begin
+  zero_base := v_den = 0;
+  if zero_base then
+    gross := 0;
+    net := 0;
+  else
+    gross := round(round(v_num, 34) / v_den, 30);
+    net := round(round(v_num - p_fees, 34) / v_den, 30);
+  end if;
+end;
+$$;
+
+-- GROSS or NET, or an error naming what was given: every function taking a basis asks here.
+create or replace function portfolio_timeseries_engine.basis_is_net(p_basis text)
+returns boolean
+language plpgsql immutable parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if p_basis is null or p_basis not in ('GROSS', 'NET') then
+    raise exception 'basis must be GROSS or NET, got %', coalesce(p_basis, 'NULL');
+  end if;
+  return p_basis = 'NET';
+end;
+$$;
+
+-- The part of the current-day rule that belongs to a portfolio rather than to a day: the first
+-- day from which nothing can be current, because an earlier declared day is dirty (every later
+-- day waits for it) or because a pending change reaches it (pending_from, the rule status() uses).
+-- NULL portfolios = every portfolio that has such a day; current_before is NULL when there is none.
+-- Two statements rather than one with "p IS NULL OR ...": a generic plan of the combined form
+-- reads the whole book for one portfolio. Rows 10: such a portfolio is the exception.
+create or replace function portfolio_timeseries_engine.current_limit(p_portfolios text[])
+returns table (portfolio_id text, current_before date)
+language plpgsql stable
+rows 10
+set search_path = pg_catalog, pg_temp
+set jit = off
 as $$
 begin
   if p_portfolios is null then
     return query
-    with first_dirty as (
+    select x.portfolio_id, min(x.first_date)
+    from (
       select d.portfolio_id, min(d.date) as first_date
       from portfolio_timeseries_engine.portfolio_day d
       where d.dirty and d.expected_count is not null
       group by d.portfolio_id
-    ), pending as (
-      select * from portfolio_timeseries_engine.pending_from(null)
-    )
-    select pd.portfolio_id, pd.date,
-      pd.expected_count is not null and not pd.dirty and (fd.first_date is null or fd.first_date > pd.date)
-        and (pe.from_date is null or pe.from_date > pd.date)
-    from portfolio_timeseries_engine.portfolio_day pd
-    left join first_dirty fd on fd.portfolio_id = pd.portfolio_id
-    left join pending pe on pe.portfolio_id = pd.portfolio_id
-    where (pd.expected_count is not null or pd.position_count > 0) and pd.date between p_from and p_to
-    union all
-    -- Days only a pending change knows about yet: not current.
-    select distinct c.portfolio_id, c.date_from, false
-    from portfolio_timeseries_engine.change c
-    where c.kind in ('S', 'M') and c.date_from between p_from and p_to
-      and not exists (select 1 from portfolio_timeseries_engine.portfolio_day d
-                      where d.portfolio_id = c.portfolio_id and d.date = c.date_from offset 0);
+      union all
+      select f.portfolio_id, f.from_date from portfolio_timeseries_engine.pending_from(null) f
+    ) x
+    group by x.portfolio_id;
   else
     return query
-    select pd.portfolio_id, pd.date,
-      pd.expected_count is not null and not pd.dirty and (fd.first_date is null or fd.first_date > pd.date)
-        and (pe.from_date is null or pe.from_date > pd.date)
+    select p.portfolio_id, least(fd.first_date, pe.from_date)
     from (select distinct u.portfolio_id from unnest(p_portfolios) u(portfolio_id)) p
     cross join lateral (
       select min(d.date) as first_date from portfolio_timeseries_engine.portfolio_day d
       where d.portfolio_id = p.portfolio_id and d.dirty and d.expected_count is not null) fd
     cross join lateral (
-      select min(f.from_date) as from_date from portfolio_timeseries_engine.pending_from(p.portfolio_id) f) pe
-    cross join lateral (
-      select x.portfolio_id, x.date, x.dirty, x.expected_count from portfolio_timeseries_engine.portfolio_day x
-      where x.portfolio_id = p.portfolio_id and (x.expected_count is not null or x.position_count > 0)
-        and x.date between p_from and p_to
-      offset 0) pd
-    union all
-    select distinct c.portfolio_id, c.date_from, false
-    from (select distinct u.portfolio_id from unnest(p_portfolios) u(portfolio_id)) p
-    join portfolio_timeseries_engine.change c on c.portfolio_id = p.portfolio_id
-    where c.kind in ('S', 'M') and c.date_from between p_from and p_to
-      and not exists (select 1 from portfolio_timeseries_engine.portfolio_day d
-                      where d.portfolio_id = c.portfolio_id and d.date = c.date_from offset 0);
+      select min(f.from_date) as from_date from portfolio_timeseries_engine.pending_from(p.portfolio_id) f) pe;
   end if;
+end;
+$$;
+
+-- The current-day rule, in one place, and each portfolio's usable days as arrays in date order:
+-- what every read-side function starts from. A day is usable (current) when it is declared, its
+-- row is up to date (not dirty) and was written with its returns, and it lies before the
+-- portfolio's current_limit. Every other day the engine knows of in the range is in missing: a
+-- declared day that is waiting, blocked, queued or waiting for an earlier day, an undeclared day
+-- with snapshots, and a day only a pending change knows about yet.
+-- One row per portfolio in p_portfolios (NULL = all) that is open by p_to, its range clamped to
+-- its open date (range_from). dates, returns (GROSS, or NET when p_net), zero_base: the usable
+-- days, aligned; missing: the others. Arrays rather than rows: a book is 10,000 portfolios of
+-- 261 days, and each portfolio's days are one index range of portfolio_day folded by one
+-- aggregate, with the returns the job stored there (nothing is divided, portfolio_timeseries is
+-- not read); a result of 2.6 million rows and its sort cost more than the returns themselves.
+-- The four arrays are aggregated from one sorted subquery rather than with ORDER BY inside each
+-- aggregate, which sorts the same rows once per aggregate (1.2 s of the book's 3.3 s): a plain
+-- aggregate directly over a sorted subquery reads it in that order (the PostgreSQL manual's
+-- other way to order an aggregate's input), and the tests compare every day's position.
+create or replace function portfolio_timeseries_engine.day_series(p_portfolios text[], p_from date, p_to date, p_net boolean)
+returns table (portfolio_id text, range_from date, dates date[], returns numeric[], zero_base boolean[], missing date[])
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+set jit = off
+-- One plan for every call (planning it cost 1 ms of the 3 ms of one portfolio's ten years): each
+-- portfolio's days are one index range whatever the statistics, and the two ways of choosing the
+-- portfolios are two branches, only one of which runs.
+set plan_cache_mode = force_generic_plan
+as $$
+begin
+  if p_from is null or p_to is null or not isfinite(p_from) or not isfinite(p_to) then
+    raise exception 'range: from and to must be finite dates, got % and %', coalesce(p_from::text, 'NULL'), coalesce(p_to::text, 'NULL');
+  end if;
+  if p_from > p_to then
+    raise exception 'range: from % is after to %', p_from, p_to;
+  end if;
+  return query
+  select g.portfolio_id, g.range_from, coalesce(x.dates, '{}'), coalesce(x.returns, '{}'),
+         coalesce(x.zero_base, '{}'), coalesce(x.missing, '{}')
+  from (
+    select p.portfolio_id, greatest(p_from, p.open_date) as range_from
+    from public.portfolios p
+    where p.portfolio_id = any (p_portfolios) and p.open_date <= p_to
+    union all
+    select p.portfolio_id, greatest(p_from, p.open_date)
+    from public.portfolios p
+    where p_portfolios is null and p.open_date <= p_to
+  ) g
+  left join portfolio_timeseries_engine.current_limit(p_portfolios) l on l.portfolio_id = g.portfolio_id
+  cross join lateral (
+    select array_agg(u.date) filter (where u.usable) as dates,
+           array_agg(u.r) filter (where u.usable) as returns,
+           array_agg(u.zero_base) filter (where u.usable) as zero_base,
+           array_agg(u.date) filter (where not u.usable) as missing
+    from (
+      select d.date, d.zero_base, case when p_net then d.net_return else d.gross_return end as r,
+             d.expected_count is not null and not d.dirty and d.gross_return is not null
+               and d.date < coalesce(l.current_before, 'infinity') as usable
+      from portfolio_timeseries_engine.portfolio_day d
+      where d.portfolio_id = g.portfolio_id and d.date between g.range_from and p_to
+        and (d.expected_count is not null or d.position_count > 0)
+      union all
+      select distinct c.date_from, null::boolean, null::numeric, false
+      from portfolio_timeseries_engine.change c
+      where c.portfolio_id = g.portfolio_id and c.kind in ('S', 'M') and c.date_from between g.range_from and p_to
+        and not exists (select 1 from portfolio_timeseries_engine.portfolio_day d
+                        where d.portfolio_id = c.portfolio_id and d.date = c.date_from offset 0)
+      order by 1
+    ) u
+  ) x;
+end;
+$$;
+
+-- day_series as one row per day: is_current for each usable day, false for each missing one.
+create or replace function portfolio_timeseries_engine.current_days(p_portfolios text[], p_from date, p_to date)
+returns table (portfolio_id text, date date, is_current boolean)
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+set jit = off
+as $$
+begin
+  return query
+  select s.portfolio_id, u.date, u.is_current
+  from portfolio_timeseries_engine.day_series(p_portfolios, p_from, p_to, false) s
+  cross join lateral (
+    select d, true from unnest(s.dates) d
+    union all
+    select d, false from unnest(s.missing) d) u(date, is_current);
 end;
 $$;
 
@@ -2303,15 +2438,63 @@ begin
 end;
 $$;
 
--- The wealth index as an ordinary aggregate, so that cumulative returns are a window function
--- (portfolio_wealth(r) over (order by date)) over one portfolio or partitioned over many.
--- Starts at 1; each day multiplies by (1 + r).
+-- The wealth index as an ordinary aggregate, for queries of one's own over the returns (a window
+-- portfolio_wealth(r) over (order by date), or r ordered inside it). Starts at 1; each day
+-- multiplies by (1 + r). The read side's functions use the array forms below.
 create or replace aggregate public.portfolio_wealth(numeric) (
   sfunc = public.portfolio_wealth_step,
   stype = numeric,
   initcond = '1',
   parallel = safe
 );
+
+-- The same index over an array of returns in date order, for callers that have the whole series
+-- at once: one PL/pgSQL loop instead of one call of the step function per day, which as a window
+-- aggregate cost 5 µs a day (docs/performance.md). Each step is portfolio_wealth_step's rounding,
+-- written out (a call per element would cost what the loop saves); the tests hold them equal.
+-- portfolio_wealth_path: the wealth after each day; portfolio_wealth_end: after the last (1 for
+-- no day).
+create or replace function public.portfolio_wealth_path(p_returns numeric[])
+returns numeric[]
+language plpgsql immutable strict parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_wealth numeric := 1;
+  v_return numeric;
+  v_path numeric[] := '{}';
+  v_i integer := 0;
+begin
+  foreach v_return in array p_returns loop
+    if v_return is null then
+      raise exception 'portfolio_wealth_path: return % of % is NULL', v_i + 1, cardinality(p_returns);
+    end if;
+    v_wealth := round(v_wealth * (1 + v_return), 30);
+    v_i := v_i + 1;
+    v_path[v_i] := v_wealth;
+  end loop;
+  return v_path;
+end;
+$$;
+
+create or replace function public.portfolio_wealth_end(p_returns numeric[])
+returns numeric
+language plpgsql immutable strict parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_wealth numeric := 1;
+  v_return numeric;
+begin
+  foreach v_return in array p_returns loop
+    if v_return is null then
+      raise exception 'portfolio_wealth_end: a return of % is NULL', cardinality(p_returns);
+    end if;
+    v_wealth := round(v_wealth * (1 + v_return), 30);
+  end loop;
+  return v_wealth;
+end;
+$$;
 
 -- Named periods are resolved in SQL, not in each client, so the CLI, the library and any query
 -- service agree on what "3Y as of D" means. Trailing years end on D and start the day after the
@@ -2351,8 +2534,8 @@ $$;
 -- The range a return is computed over. A range never starts before the portfolio's open_date: a
 -- 5Y figure for a 2-year-old portfolio would otherwise be annualised over 5 years, 3 of which had
 -- no money in them. The single-portfolio functions take their range, and the calendar-day count
--- behind every annualisation, from here (portfolio_twr_all applies the same clamp in its query).
--- An unknown portfolio, or one that opened after the range, is an error that says which, rather
+-- behind every annualisation, from here (day_series applies the same clamp to each portfolio of
+-- a book). An unknown portfolio, or one that opened after the range, is an error that says which, rather
 -- than an empty answer that looks like "no return".
 create or replace function public.portfolio_range(p_portfolio text, p_from date, p_to date)
 returns table (range_from date, range_to date, days integer)
@@ -2382,59 +2565,48 @@ begin
 end;
 $$;
 
--- One row per day of [p_from, p_to] that the read side can use or must report, for any number of
--- portfolios (NULL = all): every current day with a portfolio_timeseries row (is_current, with
--- its daily return), and every day that is not usable (is_current false, values NULL): a declared
--- day that is waiting, blocked, queued or waiting for an earlier day, an undeclared day with
--- snapshots, and a row the engine does not vouch for. A stale row is never used: while a day is
+-- One row per day of the range that the read side can use or must report, for any number of
+-- portfolios (NULL = all), with the row's values: every usable day of day_series with its
+-- portfolio_timeseries row and the daily return the job stored with it (is_current), and every
+-- day that is not usable (is_current false, values NULL): day_series' missing days, and a row
+-- the engine's per-day state does not vouch for. A stale row is never used: while a day is
 -- recomputed its last complete row stays in the table, but its return would be the old one.
--- The range is taken as given (callers clamp it to the open date) and rows come unordered: the
--- book-wide caller would otherwise pay for a sort of every row it then groups anyway.
---   daily return r = (EOD - BOD - BOD_CF - EOD_CF [- fees for NET]) / (BOD + BOD_CF), 30 places;
---   zero_base: the denominator is 0, r is 0 by convention and the day is flagged.
+-- Each portfolio's range starts at its open date at the earliest; rows come unordered.
 create or replace function public.portfolio_daily_returns(p_portfolios text[], p_from date, p_to date, p_basis text default 'GROSS')
 returns table (portfolio_id text, date date, is_current boolean, daily_return numeric, zero_base boolean,
                bod_market_value numeric, bod_cashflow numeric, eod_cashflow numeric, eod_market_value numeric, fees numeric)
 language plpgsql stable
 rows 100000
 set search_path = pg_catalog, pg_temp
+set jit = off
 set plan_cache_mode = force_custom_plan
 as $$
 #variable_conflict use_column
+declare
+  v_net boolean := portfolio_timeseries_engine.basis_is_net(p_basis);
 begin
-  if p_basis is null or p_basis not in ('GROSS', 'NET') then
-    raise exception 'basis must be GROSS or NET, got %', coalesce(p_basis, 'NULL');
-  end if;
-  if p_from is null or p_to is null then
-    raise exception 'range: from and to must be dates, got % and %', coalesce(p_from::text, 'NULL'), coalesce(p_to::text, 'NULL');
-  end if;
-  if p_from > p_to then
-    raise exception 'range: from % is after to %', p_from, p_to;
-  end if;
-  -- force_custom_plan: the plan for one portfolio (index scans) and for the whole book (scans and
-  -- hash joins) differ, and "p_portfolios is null or ..." only simplifies with the value known.
-  -- One flat join, no CTEs: the plan is made on every call, and this shape plans fastest.
   return query
   select coalesce(t.portfolio_id, c.portfolio_id), coalesce(t.date, c.date), u.usable,
-         case when not u.usable then null
-              when t.den = 0 then 0::numeric
-              else round(round(t.num, 34) / t.den, 30) end,
-         case when u.usable then t.den = 0 end,
+         case when u.usable then c.r end,
+         case when u.usable then c.zero_base end,
          case when u.usable then t.bod_market_value end,
          case when u.usable then t.bod_cashflow end,
          case when u.usable then t.eod_cashflow end,
          case when u.usable then t.eod_market_value end,
          case when u.usable then t.fees end
   from (
-    select s.portfolio_id, s.date, s.bod_market_value, s.bod_cashflow, s.eod_cashflow, s.eod_market_value, s.fees,
-           s.eod_market_value - s.bod_market_value - s.bod_cashflow - s.eod_cashflow
-             - case when p_basis = 'NET' then s.fees else 0 end as num,
-           s.bod_market_value + s.bod_cashflow as den
+    select s.portfolio_id, s.date, s.bod_market_value, s.bod_cashflow, s.eod_cashflow, s.eod_market_value, s.fees
     from public.portfolio_timeseries s
     where (p_portfolios is null or s.portfolio_id = any (p_portfolios)) and s.date between p_from and p_to
   ) t
-  full join portfolio_timeseries_engine.current_days(p_portfolios, p_from, p_to) c
-    on c.portfolio_id = t.portfolio_id and c.date = t.date
+  full join (
+    select ds.portfolio_id, x.date, x.is_current, x.r, x.zero_base
+    from portfolio_timeseries_engine.day_series(p_portfolios, p_from, p_to, v_net) ds
+    cross join lateral (
+      select d.date, true as is_current, d.r, d.zero_base from unnest(ds.dates, ds.returns, ds.zero_base) d(date, r, zero_base)
+      union all
+      select m, false, null, null from unnest(ds.missing) m) x
+  ) c on c.portfolio_id = t.portfolio_id and c.date = t.date
   cross join lateral (select t.date is not null and c.is_current is true as usable) u;
 end;
 $$;
@@ -2446,17 +2618,20 @@ create or replace function public.portfolio_twr_daily(p_portfolio text, p_from d
 returns table (date date, daily_return numeric, cumulative_return numeric, zero_base boolean)
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
+  v_net boolean := portfolio_timeseries_engine.basis_is_net(p_basis);
   v_from date;
 begin
   select r.range_from into v_from from public.portfolio_range(p_portfolio, p_from, p_to) r;
   return query
-  select d.date, d.daily_return, public.portfolio_wealth(d.daily_return) over (order by d.date) - 1, d.zero_base
-  from public.portfolio_daily_returns(array[p_portfolio], v_from, p_to, p_basis) d
-  where d.is_current
-  order by d.date;
+  select u.date, u.r, u.wealth - 1, u.zero_base
+  from portfolio_timeseries_engine.day_series(array[p_portfolio], v_from, p_to, v_net) s
+  cross join lateral unnest(s.dates, s.returns, public.portfolio_wealth_path(s.returns), s.zero_base)
+    as u(date, r, wealth, zero_base)
+  order by u.date;
 end;
 $$;
 
@@ -2470,42 +2645,26 @@ returns table (portfolio_id text, range_from date, range_to date, basis text, da
                twr numeric, twr_annualised numeric, zero_base_days date[], missing_days date[])
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
-set plan_cache_mode = force_custom_plan
+set jit = off
 as $$
 #variable_conflict use_column
+declare
+  v_net boolean := portfolio_timeseries_engine.basis_is_net(p_basis);
 begin
   return query
-  with g as (
-    select p.portfolio_id, greatest(p_from, p.open_date) as range_from, p_to - greatest(p_from, p.open_date) + 1 as days
-    from public.portfolios p
-    where (p_portfolios is null or p.portfolio_id = any (p_portfolios))
-      and p.open_date <= p_to
-  ), chained as (
-    -- The product as a window over the days in date order, read on each portfolio's last row:
-    -- an aggregate with its own ORDER BY sorts its input again (measured: 6 ms of 14 for 10 years).
-    select g.portfolio_id, g.range_from, g.days, d.date, d.is_current, d.zero_base,
-           public.portfolio_wealth(d.daily_return) filter (where d.is_current) over w as wealth,
-           lead(d.date) over w is null as is_last
-    from g
-    left join public.portfolio_daily_returns(p_portfolios, p_from, p_to, p_basis) d
-      on d.portfolio_id = g.portfolio_id and d.date >= g.range_from
-    window w as (partition by g.portfolio_id order by d.date)
-  ), per as (
-    select c.portfolio_id, c.range_from, c.days,
-           count(*) filter (where c.is_current)::integer as day_count,
-           max(c.wealth) filter (where c.is_last) as wealth,
-           coalesce(array_agg(c.date order by c.date) filter (where c.is_current and c.zero_base), '{}') as zero_base_days,
-           coalesce(array_agg(c.date order by c.date) filter (where not c.is_current), '{}') as missing_days
-    from chained c
-    group by c.portfolio_id, c.range_from, c.days
-  )
-  select p.portfolio_id, p.range_from, p_to, p_basis, p.days, p.day_count,
-         case when p.day_count > 0 then p.wealth - 1 end,
-         case when p.day_count > 0 and p.days > 365 and p.wealth >= 0
-              then round(power(round(p.wealth, 40), round(365.25, 40) / p.days) - 1, 30) end,
-         p.zero_base_days, p.missing_days
-  from per p
-  order by p.portfolio_id;
+  select s.portfolio_id, s.range_from, p_to, p_basis, x.days, x.day_count,
+         case when x.day_count > 0 then x.wealth - 1 end,
+         case when x.day_count > 0 and x.days > 365 and x.wealth >= 0
+              then round(power(round(x.wealth, 40), round(365.25, 40) / x.days) - 1, 30) end,
+         case when true = any (s.zero_base)
+              then array(select z.date from unnest(s.dates, s.zero_base) z(date, flag) where z.flag order by z.date)
+              else '{}' end,
+         s.missing
+  from portfolio_timeseries_engine.day_series(p_portfolios, p_from, p_to, v_net) s
+  cross join lateral (
+    select p_to - s.range_from + 1 as days, cardinality(s.dates) as day_count,
+           public.portfolio_wealth_end(s.returns) as wealth) x
+  order by s.portfolio_id;
 end;
 $$;
 
@@ -2527,19 +2686,46 @@ end;
 $$;
 
 -- NPV of the investor's amounts at a daily discount factor v, and v times its derivative: the two
--- numbers every XIRR step needs, in one pass. Offsets are whole days, so v^k is an integer power
--- (repeated multiplication at v's scale) instead of an exp/ln per amount. PL/pgSQL rather than
--- SQL only so that its plan is cached: a SQL function is planned again on every call, and the
--- solver calls this a dozen times.
+-- numbers every XIRR step needs, in one pass. Offsets are whole days, so v^k is an integer power.
+-- The solver passes the offsets in ascending order: each power is then the previous one times
+-- v^(gap), kept at 60 places (a gap of one day, the common case, is one multiplication), which
+-- costs a third of one power() per amount (docs/performance.md); an offset below the previous
+-- one is raised on its own.
 --   npv = sum(a_k v^k),  slope = sum(k a_k v^k) = v * d(npv)/dv
 create or replace function public.portfolio_xirr_npv(p_amounts numeric[], p_days integer[], p_factor numeric,
                                                      out npv numeric, out slope numeric)
 language plpgsql immutable parallel safe
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+  v_a numeric;
+  v_k integer;
+  v_i integer := 0;
+  v_prev integer := 0;
+  v_power numeric := 1;
+  v_term numeric;
 begin
-  select coalesce(sum(x.a * x.p), 0), coalesce(sum(x.k * x.a * x.p), 0) into npv, slope
-  from (select u.a, u.k, power(p_factor, u.k::numeric) as p from unnest(p_amounts, p_days) as u(a, k)) x;
+  npv := 0;
+  slope := 0;
+  if p_amounts is null or p_days is null or p_factor is null then
+    return;
+  end if;
+  foreach v_a in array p_amounts loop
+    v_i := v_i + 1;
+    v_k := p_days[v_i];
+    continue when v_a is null or v_k is null;
+    if v_k = v_prev + 1 and v_k > 0 then
+      v_power := round(v_power * p_factor, 60);
+    elsif v_k > v_prev and v_prev >= 0 then
+      v_power := round(v_power * power(p_factor, (v_k - v_prev)::numeric), 60);
+    elsif v_k <> v_prev then
+      v_power := round(power(p_factor, v_k::numeric), 60);
+    end if;
+    v_prev := v_k;
+    v_term := v_a * v_power;
+    npv := npv + v_term;
+    slope := slope + v_k * v_term;
+  end loop;
 end;
 $$;
 
@@ -2736,13 +2922,16 @@ returns table (portfolio_id text, range_from date, range_to date, basis text, da
                mwr numeric, mwr_annualised numeric, mwr_period numeric, reason text, missing_days date[])
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
+  v_net boolean := portfolio_timeseries_engine.basis_is_net(p_basis);
   v_from date;
   v_to date;
   v_days integer;
   v_count integer;
+  v_ends integer;
   v_missing date[];
   v_amounts numeric[];
   v_offsets integer[];
@@ -2750,30 +2939,42 @@ declare
   v_reason text;
 begin
   select r.range_from, r.range_to, r.days into v_from, v_to, v_days from public.portfolio_range(p_portfolio, p_from, p_to) r;
-  with d as (
-    select * from public.portfolio_daily_returns(array[p_portfolio], v_from, v_to, p_basis)
-  ), ends as (
-    select count(*) filter (where d.is_current)::integer as n,
-           min(d.date) filter (where d.is_current) as first_day,
-           max(d.date) filter (where d.is_current) as last_day,
-           coalesce(array_agg(d.date order by d.date) filter (where not d.is_current), '{}') as missing
-    from d
+  with s as (
+    select x.dates, x.missing, x.dates[1] as first_day, x.dates[cardinality(x.dates)] as last_day
+    from portfolio_timeseries_engine.day_series(array[p_portfolio], v_from, v_to, v_net) x
+  ), candidates as materialized (
+    -- The rows the amounts come from: the first and the last usable day's, and those with an
+    -- external flow (most days have none), read as one index range; then only the usable ones.
+    select r.date, r.bod_market_value, r.bod_cashflow, r.eod_market_value,
+           r.eod_cashflow + case when v_net then r.fees else 0 end as eod_flow,
+           r.date = s.first_day as is_first, r.date = s.last_day as is_last
+    from s cross join public.portfolio_timeseries r
+    where r.portfolio_id = p_portfolio and r.date between v_from and v_to
+      and (r.bod_cashflow <> 0 or r.eod_cashflow + case when v_net then r.fees else 0 end <> 0
+           or r.date = s.first_day or r.date = s.last_day)
+  ), t as (
+    select c.* from candidates c
+    where c.date in (select u.date from s cross join unnest(s.dates) u(date))
   ), amounts as (
-    -- Only non-zero amounts: most days have no external flow.
-    select 0 as k, -d.bod_market_value as a from d, ends e where d.date = e.first_day
+    select 0 as k, -t.bod_market_value as a from t where t.is_first
     union all
-    select d.date - v_from, -d.bod_cashflow from d where d.is_current and d.bod_cashflow <> 0
+    select t.date - v_from, -t.bod_cashflow from t where t.bod_cashflow <> 0
     union all
-    select d.date - v_from + 1, -(d.eod_cashflow + case when p_basis = 'NET' then d.fees else 0 end)
-    from d where d.is_current and d.eod_cashflow + case when p_basis = 'NET' then d.fees else 0 end <> 0
+    select t.date - v_from + 1, -t.eod_flow from t where t.eod_flow <> 0
     union all
-    select v_days, d.eod_market_value from d, ends e where d.date = e.last_day
+    select v_days, t.eod_market_value from t where t.is_last
   )
-  select e.n, e.missing,
+  select cardinality(s.dates), s.missing,
+         (select count(*) filter (where t.is_first) + count(*) filter (where t.is_last) from t),
          (select array_agg(a.a order by a.k) from amounts a),
          (select array_agg(a.k order by a.k) from amounts a)
-    from ends e
-    into v_count, v_missing, v_amounts, v_offsets;
+    from s
+    into v_count, v_missing, v_ends, v_amounts, v_offsets;
+  if v_count > 0 and v_ends <> 2 then
+    -- A current day always has its row (the job writes both in one transaction).
+    raise exception 'internal: portfolio %: a current day of % .. % has no portfolio_timeseries row', p_portfolio, v_from, v_to
+      using errcode = 'XX000';
+  end if;
   if v_count = 0 then
     v_reason := 'no usable day in the range';
   else
@@ -2801,9 +3002,11 @@ returns table (portfolio_id text, range_from date, range_to date, basis text, da
                drawdown_trough date, sharpe numeric, sortino numeric, missing_days date[])
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
+  v_net boolean := portfolio_timeseries_engine.basis_is_net(p_basis);
   v_from date;
   v_to date;
   v_days integer;
@@ -2817,12 +3020,11 @@ begin
   v_rf := case when p_risk_free = 0 then 0
                else round(power(round(1 + p_risk_free, 50), round(1::numeric, 50) / 252) - 1, 30) end;
   return query
-  with d as (
-    select * from public.portfolio_daily_returns(array[p_portfolio], v_from, v_to, p_basis)
+  with s as (
+    select * from portfolio_timeseries_engine.day_series(array[p_portfolio], v_from, v_to, v_net)
   ), w as (
-    select d.date, d.daily_return as r, d.daily_return - v_rf as x,
-           public.portfolio_wealth(d.daily_return) over (order by d.date) as wealth
-    from d where d.is_current
+    select u.date, u.r, u.r - v_rf as x, u.wealth
+    from s cross join lateral unnest(s.dates, s.returns, public.portfolio_wealth_path(s.returns)) as u(date, r, wealth)
   ), pk as (
     select w.*, greatest(1, max(w.wealth) over (order by w.date)) as peak from w
   ), dd as (
@@ -2847,7 +3049,7 @@ begin
          t.date,
          case when a.n >= 2 and a.sd > 0 then round(a.mean_x / a.sd * v_sqrt252, 30) end,
          case when a.n >= 1 and a.downside > 0 then round(a.mean_x / sqrt(a.downside / a.n) * v_sqrt252, 30) end,
-         coalesce((select array_agg(d.date order by d.date) from d where not d.is_current), '{}')
+         coalesce((select s.missing from s), '{}')
   from agg a
   left join trough t on true;
 end;
@@ -2864,6 +3066,7 @@ returns table (date date, is_current boolean, daily_return numeric, zero_base bo
                bod_market_value numeric, bod_cashflow numeric, eod_cashflow numeric, eod_market_value numeric)
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
@@ -3000,6 +3203,8 @@ begin
   execute format('grant select on public.portfolios, public.portfolio_day_status to %I', p_reader);
   execute format('grant execute on function portfolio_timeseries_engine.status(text, text[], date, date) to %I', p_reader);
   execute format('grant execute on function portfolio_timeseries_engine.current_days(text[], date, date), '
+    'portfolio_timeseries_engine.day_series(text[], date, date, boolean), '
+    'portfolio_timeseries_engine.current_limit(text[]), portfolio_timeseries_engine.basis_is_net(text), '
     'portfolio_timeseries_engine.pending_from(text) to %I', p_reader);
   execute format('grant select on portfolio_timeseries_engine.portfolio_day, portfolio_timeseries_engine.change, '
     'portfolio_timeseries_engine.reference_change, portfolio_timeseries_engine.portfolio_security to %I', p_reader);

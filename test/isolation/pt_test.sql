@@ -44,7 +44,8 @@ $$;
 -- history is an input: it is what the producers declared over time), inside a subtransaction
 -- that is rolled back afterwards. Returns 'ok', or one line per difference:
 --   every portfolio-day's state and detail must be equal;
---   on days current in the fresh load, every portfolio and position row must be equal;
+--   on days current in the fresh load, every portfolio and position row, and the daily returns
+--   stored with the portfolio row, must be equal;
 --   no day without a manifest row may have a row.
 -- Rows of days that are not current are the last complete ones and may legitimately differ.
 create or replace function pt_test.check()
@@ -59,6 +60,7 @@ begin
   create temp table pt_engine_status on commit drop as select * from portfolio_timeseries_engine.status();
   create temp table pt_engine_pf on commit drop as select * from public.portfolio_timeseries;
   create temp table pt_engine_pos on commit drop as select * from public.position_timeseries;
+  create temp table pt_engine_day on commit drop as select * from portfolio_timeseries_engine.portfolio_day;
   begin
     delete from public.portfolio_timeseries;
     delete from public.position_timeseries;
@@ -108,6 +110,15 @@ begin
             is distinct from
             (f.epoch, f.bod_market_value, f.bod_cashflow_position, f.eod_cashflow_position, f.bod_cashflow_portfolio,
              f.eod_cashflow_portfolio, f.eod_market_value, f.fees, f.quantity, f.cost)
+      union all
+      -- The daily returns stored with the rows (what the read side reads) are the fresh load's.
+      select format('stored returns %s %s: engine %s, fresh load %s', c.portfolio_id, c.date,
+        (e.gross_return, e.net_return, e.zero_base), (f.gross_return, f.net_return, f.zero_base))
+      from current_days c
+      left join pt_engine_day e using (portfolio_id, date)
+      left join portfolio_timeseries_engine.portfolio_day f using (portfolio_id, date)
+      where (e.gross_return, e.net_return, e.zero_base) is distinct from (f.gross_return, f.net_return, f.zero_base)
+         or f.gross_return is null
       union all
       select format('portfolio row %s %s exists for a day without a manifest row', e.portfolio_id, e.date)
       from pt_engine_pf e
