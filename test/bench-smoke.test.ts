@@ -2,8 +2,10 @@
 // equal to the plain recompute, every declared day current). No timing is asserted, so two bench
 // runs share the time here (figures 1-3 and 4, 6, 7). Figure 5 only re-runs figures 1, 3 and 4
 // without planner statistics; it is left to `npm run bench -- --quick` to keep this test short.
-// Also: the verification does catch a wrong row and a day that is not current.
+// Also: the verification does catch a wrong row and a day that is not current, and the read-side
+// bench (bench/returns.ts) runs on a small book.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { runBench } from '../bench/bench.js';
 import { generateBook } from '../bench/book.js';
 import { drainOnce, verify } from '../bench/engine.js';
@@ -54,4 +56,17 @@ t.test('the verification catches a wrong row and a day that is not current', asy
   const waiting = await verify('waiting day', db.url, { plain: false });
   t.notOk(waiting.ok, `a day that is not current fails: ${waiting.message}`);
   t.match(waiting.message, /not current/);
+});
+
+t.test('the read-side bench (npm run bench:returns) runs on a small book, both passes agreeing', async (t) => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/returns.ts', '--portfolios', '5', '--runs', '1'], {
+    cwd: new URL('..', import.meta.url).pathname, env: { ...process.env }, encoding: 'utf8',
+  });
+  t.equal(r.status, 0, r.stderr.slice(-2000));
+  const lines = r.stdout.split('\n');
+  for (const suffix of [' (no statistics)', '']) {
+    t.ok(lines.some((l) => l.endsWith(`portfolio_twr_all, one call (261 days of history each)${suffix}`)), `the book figure${suffix || ' (analysed)'}`);
+  }
+  t.match(r.stderr, /no statistics: TEN twr 0\.\d+, mwr 0\.\d+ \(solved\)/);
+  t.notMatch(r.stderr, /differ|have statistics|expected \d+/);
 });
