@@ -59,6 +59,7 @@ begin
   execute format('grant execute on function portfolio_timeseries_engine.current_days(text[], date, date), '
     'portfolio_timeseries_engine.day_series(text[], date, date, boolean), '
     'portfolio_timeseries_engine.current_limit(text[]), portfolio_timeseries_engine.basis_is_net(text), '
+    'portfolio_timeseries_engine.check_range(date, date), '
     'portfolio_timeseries_engine.pending_from(text) to %I', p_reader);
   execute format('grant select on portfolio_timeseries_engine.portfolio_day, portfolio_timeseries_engine.change, '
     'portfolio_timeseries_engine.reference_change, portfolio_timeseries_engine.portfolio_security to %I', p_reader);

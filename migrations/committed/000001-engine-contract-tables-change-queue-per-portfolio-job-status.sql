@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:2d5447d5b3eed39f3b806c09e64b89ce22801014
+--! Hash: sha1:e325d844645744e0b7f98fb178928b34236f8808
 --! Message: engine: contract tables, change queue, per-portfolio job, status
 
 -- >>> sql/00_schemas.sql
@@ -2298,6 +2298,23 @@ begin
 end;
 $$;
 
+-- A range of finite dates, from <= to, or an error saying which is wrong: every function taking
+-- a range asks here.
+create or replace function portfolio_timeseries_engine.check_range(p_from date, p_to date)
+returns void
+language plpgsql immutable parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if p_from is null or p_to is null or not isfinite(p_from) or not isfinite(p_to) then
+    raise exception 'range: from and to must be finite dates, got % and %', coalesce(p_from::text, 'NULL'), coalesce(p_to::text, 'NULL');
+  end if;
+  if p_from > p_to then
+    raise exception 'range: from % is after to %', p_from, p_to;
+  end if;
+end;
+$$;
+
 -- The part of the current-day rule that belongs to a portfolio rather than to a day: the first
 -- day from which nothing can be current, because an earlier declared day is dirty (every later
 -- day waits for it) or because a pending change reaches it (pending_from, the rule status() uses).
@@ -2364,12 +2381,7 @@ set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
 begin
-  if p_from is null or p_to is null or not isfinite(p_from) or not isfinite(p_to) then
-    raise exception 'range: from and to must be finite dates, got % and %', coalesce(p_from::text, 'NULL'), coalesce(p_to::text, 'NULL');
-  end if;
-  if p_from > p_to then
-    raise exception 'range: from % is after to %', p_from, p_to;
-  end if;
+  perform portfolio_timeseries_engine.check_range(p_from, p_to);
   return query
   select g.portfolio_id, g.range_from, coalesce(x.dates, '{}'), coalesce(x.returns, '{}'),
          coalesce(x.zero_base, '{}'), coalesce(x.missing, '{}')
@@ -2545,12 +2557,7 @@ as $$
 declare
   v_open date;
 begin
-  if p_from is null or p_to is null or not isfinite(p_from) or not isfinite(p_to) then
-    raise exception 'range: from and to must be finite dates, got % and %', coalesce(p_from::text, 'NULL'), coalesce(p_to::text, 'NULL');
-  end if;
-  if p_from > p_to then
-    raise exception 'range: from % is after to %', p_from, p_to;
-  end if;
+  perform portfolio_timeseries_engine.check_range(p_from, p_to);
   select p.open_date into v_open from public.portfolios p where p.portfolio_id = p_portfolio;
   if not found then
     raise exception 'portfolio %: unknown (no row in portfolios)', p_portfolio;
@@ -3205,6 +3212,7 @@ begin
   execute format('grant execute on function portfolio_timeseries_engine.current_days(text[], date, date), '
     'portfolio_timeseries_engine.day_series(text[], date, date, boolean), '
     'portfolio_timeseries_engine.current_limit(text[]), portfolio_timeseries_engine.basis_is_net(text), '
+    'portfolio_timeseries_engine.check_range(date, date), '
     'portfolio_timeseries_engine.pending_from(text) to %I', p_reader);
   execute format('grant select on portfolio_timeseries_engine.portfolio_day, portfolio_timeseries_engine.change, '
     'portfolio_timeseries_engine.reference_change, portfolio_timeseries_engine.portfolio_security to %I', p_reader);
