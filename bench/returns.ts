@@ -3,7 +3,10 @@
 //   * TWR YTD for all 10,000 portfolios of a book in one set-based call <= 10 s.
 //
 //   PT_TEMPLATE_DB=pt_template_returns npm run bench:returns -- [--portfolios 10000] [--history-years 0]
-//     [--runs 20] [--keep]
+//     [--runs 20] [--keep] [--strict]
+//
+// Exits non-zero when an answer is wrong (the book's size, the two passes disagreeing), with
+// --strict also when a figure misses its goal. `npm run bench` runs it after the engine's figures.
 //
 // The output rows are INSERTED DIRECTLY (COPY with triggers off), not computed by the engine:
 // portfolio_timeseries, position_timeseries, daily_aggregation_manifest and the engine's
@@ -31,6 +34,7 @@ const { values: args } = parseArgs({
     'history-years': { type: 'string', default: '0' },
     runs: { type: 'string', default: '20' },
     keep: { type: 'boolean', default: false },
+    strict: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -234,6 +238,7 @@ try {
     + ` (book: ${bookRuns}) after warm-up, PASS/FAIL on it; cpu = server backend CPU per call`);
   console.log(`load average ${load0.toFixed(2)} at the start of the measurements, ${load1.toFixed(2)} at the end (${cpus} cores)`);
   console.log(rows.join('\n'));
+  if (args.strict && figures.some((f) => f.goalMs !== null && f.medianMs > f.goalMs)) failed = true;
 } finally {
   await dbs.dropAll(log, args.keep);
 }

@@ -637,7 +637,7 @@ t.test('every read-side function pins its search_path', async (t) => {
     where n.nspname = 'public' and (p.proname like 'portfolio\\_%' or p.proname like 'position\\_%') and p.prokind = 'f'
     order by 1`;
   t.same(fns.map((f) => f.name), [
-    'portfolio_daily_returns(text[],date,date,text)', 'portfolio_mwr(text,date,date,text)',
+    'portfolio_daily_returns(text[],date,date,text)', 'portfolio_drawdown(date[],numeric[])', 'portfolio_mwr(text,date,date,text)',
     'portfolio_period(text,text,date)', 'portfolio_range(text,date,date)', 'portfolio_rate_from_factor(numeric)', 'portfolio_risk(text,date,date,text,numeric)',
     'portfolio_twr(text,date,date,text)', 'portfolio_twr_all(date,date,text,text[])', 'portfolio_twr_daily(text,date,date,text)',
     'portfolio_wealth_end(numeric[])', 'portfolio_wealth_path(numeric[])', 'portfolio_wealth_step(numeric,numeric)', 'portfolio_xirr(numeric[],integer[])', 'portfolio_xirr_npv(numeric[],integer[],numeric)',
@@ -679,6 +679,25 @@ t.test('the wealth index: the array functions and the aggregate agree day for da
   t.same([empty!.path, s(empty!.end)], [[], '1'], 'no day: wealth 1');
   await t.rejects(sql`select portfolio_wealth_end('{0.1,NULL}')`, /a return of 2 is NULL/, 'a NULL return is an error, not a NULL index');
   await t.rejects(sql`select portfolio_wealth_path('{0.1,NULL}')`, /return 2 of 2 is NULL/);
+});
+
+t.test('portfolio_drawdown: the lowest ratio to the running peak, its earliest trough and the latest peak before it', async (t) => {
+  const { sql } = await freshDatabase(t);
+  const dd = async (wealth: string[]) => {
+    const dates = wealth.map((_, i) => `2025-03-${String(i + 3).padStart(2, '0')}`);
+    const [r] = await sql`select max_drawdown, peak_date, trough_date
+                          from portfolio_drawdown(${dates}::date[], ${wealth}::numeric[])`;
+    return [s(r!.max_drawdown), r!.peak_date, r!.trough_date];
+  };
+  t.same(await dd([]), ['0', null, null], 'no day');
+  t.same(await dd(['1', '1.1', '1.2']), ['0', null, null], 'always at the peak: no drawdown');
+  t.same(await dd(['0.9', '0.8', '1.1']), ['-0.2', null, '2025-03-04'], 'below the starting wealth: the peak is the start (NULL)');
+  // 1.2 on 03-04 and again on 03-06: the peak before the trough is the latest day at it; the
+  // trough of -25% first on 03-05, again on 03-07: the earliest.
+  t.same(await dd(['1.1', '1.2', '0.9', '1.2', '0.9', '1']), ['-0.25', '2025-03-04', '2025-03-05'], 'ties');
+  t.same(await dd(['2', '1', '3', '1']), ['-0.666666666666666666666666666667', '2025-03-05', '2025-03-06'],
+    'the deepest ratio, not the deepest fall from the first peak; 30 places, half away from zero');
+  await t.rejects(sql`select * from portfolio_drawdown('{2025-03-03}'::date[], '{1,2}'::numeric[])`, /1 dates but 2 wealth values/);
 });
 
 // ---------- random series against the model ----------

@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:e325d844645744e0b7f98fb178928b34236f8808
+--! Hash: sha1:cc3aea9142ecfdeb9ef4ae25ad9a0f4a7d3cee5f
 --! Message: engine: contract tables, change queue, per-portfolio job, status
 
 -- >>> sql/00_schemas.sql
@@ -2996,6 +2996,45 @@ begin
 end;
 $$;
 
+-- The maximum drawdown of a wealth path (the wealth after each day, in date order, starting from
+-- 1 before the first day): the lowest wealth / running peak - 1 (30 places), the trough (the
+-- earliest day at that lowest ratio) and its peak (the latest day at the running peak before it;
+-- NULL while the peak is the starting wealth). No drawdown: 0 and NULL dates. One pass that
+-- divides only on days below the peak; as two window functions over the days it cost a third of
+-- portfolio_risk (docs/performance.md).
+create or replace function public.portfolio_drawdown(p_dates date[], p_wealth numeric[],
+                                                     out max_drawdown numeric, out peak_date date, out trough_date date)
+language plpgsql immutable parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_wealth numeric;
+  v_peak numeric := 1;
+  v_peak_date date;
+  v_ratio numeric;
+  v_i integer := 0;
+begin
+  if cardinality(p_dates) is distinct from cardinality(p_wealth) then
+    raise exception 'portfolio_drawdown: % dates but % wealth values', cardinality(p_dates), cardinality(p_wealth);
+  end if;
+  max_drawdown := 0;
+  foreach v_wealth in array coalesce(p_wealth, '{}') loop
+    v_i := v_i + 1;
+    if v_wealth >= v_peak then
+      v_peak := v_wealth;
+      v_peak_date := p_dates[v_i];
+    else
+      v_ratio := round(round(v_wealth, 40) / v_peak, 30) - 1;
+      if v_ratio < max_drawdown then
+        max_drawdown := v_ratio;
+        trough_date := p_dates[v_i];
+        peak_date := v_peak_date;
+      end if;
+    end if;
+  end loop;
+end;
+$$;
+
 -- Risk from the usable days' returns of one portfolio. Annualised with 252 trading days (the
 -- daily returns are per row, and rows are business days), with the risk-free rate turned into the
 -- same daily unit. The drawdown runs on the same wealth index as the TWR, so the two never
@@ -3028,37 +3067,25 @@ begin
                else round(power(round(1 + p_risk_free, 50), round(1::numeric, 50) / 252) - 1, 30) end;
   return query
   with s as (
-    select * from portfolio_timeseries_engine.day_series(array[p_portfolio], v_from, v_to, v_net)
-  ), w as (
-    select u.date, u.r, u.r - v_rf as x, u.wealth
-    from s cross join lateral unnest(s.dates, s.returns, public.portfolio_wealth_path(s.returns)) as u(date, r, wealth)
-  ), pk as (
-    select w.*, greatest(1, max(w.wealth) over (order by w.date)) as peak from w
-  ), dd as (
-    -- peak_date: the latest day so far at the running peak (NULL while the peak is the start).
-    select pk.*, round(pk.wealth / pk.peak, 30) - 1 as drawdown,
-           max(case when pk.wealth = pk.peak then pk.date end) over (order by pk.date) as peak_date
-    from pk
+    select x.dates, x.returns, x.missing, public.portfolio_wealth_path(x.returns) as wealth
+    from portfolio_timeseries_engine.day_series(array[p_portfolio], v_from, v_to, v_net) x
   ), agg as (
     -- The sample deviation of r - rf is that of r (numeric sums are exact, so the two are the
     -- same number, not just close): it is computed once, for volatility and Sharpe.
-    select count(*)::integer as n, min(dd.date) as first_date, min(dd.drawdown) as mdd,
-           stddev_samp(dd.r) as sd, avg(dd.x) as mean_x,
-           coalesce(sum(dd.x * dd.x) filter (where dd.x < 0), 0) as downside
-    from dd
-  ), trough as (
-    select dd.date, dd.peak_date from dd, agg where agg.mdd < 0 and dd.drawdown = agg.mdd order by dd.date limit 1
+    select count(*)::integer as n, stddev_samp(u.r) as sd, avg(u.r - v_rf) as mean_x,
+           coalesce(sum((u.r - v_rf) * (u.r - v_rf)) filter (where u.r - v_rf < 0), 0) as downside
+    from s cross join lateral unnest(s.returns) u(r)
   )
   select p_portfolio, v_from, v_to, p_basis, v_days, a.n, v_rf,
          case when a.n >= 2 then round(a.sd * v_sqrt252, 30) end,
-         case when a.n >= 1 then least(a.mdd, 0) end,
-         case when t.date is not null then coalesce(t.peak_date, a.first_date - 1) end,
-         t.date,
+         case when a.n >= 1 then d.max_drawdown end,
+         case when d.trough_date is not null then coalesce(d.peak_date, s.dates[1] - 1) end,
+         d.trough_date,
          case when a.n >= 2 and a.sd > 0 then round(a.mean_x / a.sd * v_sqrt252, 30) end,
          case when a.n >= 1 and a.downside > 0 then round(a.mean_x / sqrt(a.downside / a.n) * v_sqrt252, 30) end,
-         coalesce((select s.missing from s), '{}')
-  from agg a
-  left join trough t on true;
+         s.missing
+  from s cross join agg a
+  cross join lateral public.portfolio_drawdown(s.dates, s.wealth) d;
 end;
 $$;
 
