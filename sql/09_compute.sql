@@ -80,6 +80,7 @@ declare
   v_incomplete record;
   v_stop date;
   v_stop_reason text;
+  v_stop_waiting text;
   v_days date[];
   v_all_dirty date[];
   v_all_dirty_old date[];
@@ -375,6 +376,10 @@ begin
       v_stop := v_incomplete.date;
       if v_incomplete.position_count > v_incomplete.expected_count then
         v_stop_reason := format('%s positions exist but %s declared', v_incomplete.position_count, v_incomplete.expected_count);
+      else
+        -- Not a block (the day is waiting for its snapshots; status() says so from the counts),
+        -- but the job's result says why it stopped all the same.
+        v_stop_waiting := format('waiting: %s of %s positions', v_incomplete.position_count, v_incomplete.expected_count);
       end if;
     end if;
     v_days := array(select c from unnest(v_candidates) c where c < coalesce(v_stop, 'infinity') order by c);
@@ -793,7 +798,7 @@ begin
     'position_days', v_position_rows,
     'bod_updates', v_bod_updates,
     'stopped_at', v_stop,
-    'stop_reason', v_stop_reason);
+    'stop_reason', coalesce(v_stop_reason, v_stop_waiting));
 end;
 $$;
 

@@ -377,6 +377,12 @@ t.test('waiting shows k of n; undeclared for snapshots with no manifest', async 
   t.equal(st?.detail, '2 of 3');
   t.equal(st?.has_row, false);
   t.equal((await portfolioRows(sql, 'PWAIT')).length, 0);
+  // The job's own result says why it stopped there too (what the worker logs), without making
+  // the day blocked.
+  const [run] = await sql.begin('isolation level repeatable read', (tx) =>
+    tx<{ r: { stopped_at: string; stop_reason: string } }[]>`select portfolio_timeseries_engine.compute_portfolio('PWAIT') as r`);
+  t.same([run!.r.stopped_at, run!.r.stop_reason], ['2025-09-10', 'waiting: 2 of 3 positions']);
+  t.equal((await dayStatus(sql, 'PWAIT', '2025-09-10'))?.state, 'waiting', 'still waiting, not blocked');
 
   await snap('A', '2025-09-11', 150);
   await work(db);
