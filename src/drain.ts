@@ -1,6 +1,7 @@
 // The drain: apply every pending change, portfolio by portfolio, each in its own REPEATABLE READ
 // transaction (docs/architecture.md, "The job"). It runs inside a graphile-worker job on the
 // worker's pg client; tests and tools can run it on any client with the same `query` method.
+import { isConnectionError } from './errors.js';
 
 /** The part of a node-postgres client the drain uses. */
 export interface QueryClient {
@@ -52,17 +53,6 @@ const RETRYABLE = new Set(['40001', '40P01']);
 
 function sqlState(error: unknown): string | undefined {
   return (error as { code?: string } | null)?.code;
-}
-
-/**
- * A connection-level failure (terminated backend, lost connection): the job must fail so that
- * graphile-worker retries it on a fresh connection; a per-portfolio failure is recorded instead.
- */
-export function isConnectionError(error: unknown): boolean {
-  const code = sqlState(error);
-  if (code && (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03')) return true;
-  const message = (error as Error | null)?.message ?? '';
-  return /Connection terminated|ECONNRESET|ECONNREFUSED|EPIPE|not queryable|Client has encountered a connection error/i.test(message);
 }
 
 /**

@@ -45,14 +45,20 @@ interface PgLikeError {
   port?: number;
 }
 
-/** Connection-level failures (node's socket errors, pg's and postgres.js's own wording). */
-export function isUnreachable(error: unknown): boolean {
+/**
+ * A connection-level failure: the server is unreachable or the session was lost (node's socket
+ * errors, SQLSTATE class 08 and 57P01-57P03, pg's and postgres.js's own codes and wording). The
+ * one classification for every caller: the CLI's exit code, a job that must fail so that
+ * graphile-worker retries it on a fresh connection (a per-portfolio failure is recorded instead),
+ * and the worker's wait for its database.
+ */
+export function isConnectionError(error: unknown): boolean {
   const e = (error ?? {}) as PgLikeError;
   const code = e.code ?? '';
   if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE',
     'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', '57P01', '57P02', '57P03'].includes(code)) return true;
   if (code.startsWith('08')) return true;
-  return /Connection terminated|timeout expired|connection timeout|not queryable|Client has encountered a connection error/i
+  return /Connection terminated|ECONNRESET|ECONNREFUSED|EPIPE|timeout expired|connection timeout|timeout exceeded when trying to connect|not queryable|Client has encountered a connection error/i
     .test(e.message ?? '');
 }
 
@@ -83,7 +89,7 @@ export function explain(error: unknown): { message: string; exitCode: number } {
       exitCode: EXIT.failed,
     };
   }
-  if (isUnreachable(error)) {
+  if (isConnectionError(error)) {
     return { message: `cannot use the database: ${message}; is PostgreSQL running, and is DATABASE_URL right?`, exitCode: EXIT.unavailable };
   }
   return { message, exitCode: EXIT.failed };

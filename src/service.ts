@@ -18,8 +18,8 @@ import { randomBytes } from 'node:crypto';
 import { run, type Runner, type WorkerEvents } from 'graphile-worker';
 import type pg from 'pg';
 import { connectionStringFromEnv, describeUrl } from './db.js';
-import { isConnectionError, type QueryClient } from './drain.js';
-import { DatabaseUnavailableError, errorText, MIGRATE_HINT, NotMigratedError } from './errors.js';
+import type { QueryClient } from './drain.js';
+import { DatabaseUnavailableError, errorText, isConnectionError, MIGRATE_HINT, NotMigratedError } from './errors.js';
 import { backlog, leftovers, removeConnectionRetries, removeOwnLockedJobs, removeStaleJobs } from './jobs.js';
 import { eventsToLogger, loggerFromEvents, stderrLogger, workerLogger } from './log.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -186,7 +186,8 @@ export function startWorker(options: StartWorkerOptions = {}): WorkerService {
         await pool.query('select portfolio_timeseries_engine.sweep()');
       } catch (error) {
         if (isFatal(error)) throw error;
-        if (!isConnectionError(error) && !(error instanceof Error && /timeout/i.test(error.message))) throw error;
+        // A cancelled statement (statement_timeout) is waited out like a lost connection.
+        if (!isConnectionError(error) && (error as { code?: string } | null)?.code !== '57014') throw error;
         if (!everStarted && Date.now() >= startupDeadline) {
           throw new DatabaseUnavailableError(`cannot use the database: ${unavailableReason(error, url)} (gave up after ${Math.round((Date.now() - startedAt) / 1000)} s)`, error);
         }

@@ -11,8 +11,8 @@
 //   then recorded, a fresh drain is queued a second ahead, and the worker carries on (recording a
 //   failure needs the database; a worker that cannot record one would stop).
 import type { JobHelpers, Task, TaskList } from 'graphile-worker';
-import { computePortfolio, drain, isConnectionError, type DrainResult, type QueryClient } from './drain.js';
-import { errorText } from './errors.js';
+import { computePortfolio, drain, type DrainResult, type QueryClient } from './drain.js';
+import { errorText, isConnectionError } from './errors.js';
 import { HEARTBEAT_MS, refreshLock, removeStaleJobs } from './jobs.js';
 import { sleep } from './sleep.js';
 import type { WorkerEvent } from './types.js';
