@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { connect, connectionStringFromEnv } from './db.js';
 import { isoDate } from './cli-args.js';
 import { out } from './cli-output.js';
-import { explain, UsageError } from './errors.js';
+import { explain, isUsageMistake, UsageError } from './errors.js';
 import { probeDatabase } from './probe.js';
 import { Decimal } from './decimal.js';
 import { readMoneyWeightedReturn, readReturns, readRisk } from './returns.js';
@@ -90,8 +90,7 @@ export async function returnsCommand(args: string[]): Promise<number> {
   try {
     p = parse(args);
   } catch (error) {
-    const code = (error as { code?: string }).code ?? '';
-    if (error instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) {
+    if (isUsageMistake(error)) {
       console.error(`portfolio-timeseries returns: ${(error as Error).message}\n\n${RETURNS_USAGE}`);
       return 2;
     }

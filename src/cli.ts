@@ -6,7 +6,7 @@ import { flushed } from './cli-output.js';
 import { migrateCommand, MIGRATE_USAGE } from './cli-migrate.js';
 import { statusCommand, STATUS_USAGE } from './cli-status.js';
 import { workerCommand, WORKER_USAGE } from './cli-worker.js';
-import { explain, EXIT, UsageError } from './errors.js';
+import { explain, EXIT, isUsageMistake, UsageError } from './errors.js';
 import { VERSION } from './version.js';
 
 export const EXIT_CODES = `exit codes: 0 success; 1 failed (a database error; worker --once: a job failed or ready work
@@ -96,8 +96,7 @@ export function runCli(argv: string[], signals: EarlySignals = { received: [], s
   main(argv).then(
     (code) => finish(code),
     (error: unknown) => {
-      const parse = ((error as { code?: string }).code ?? '').startsWith('ERR_PARSE_ARGS');
-      if (error instanceof UsageError || parse) {
+      if (isUsageMistake(error)) {
         const topic = argv[0] && HELP[argv[0]] ? HELP[argv[0]] : USAGE;
         console.error(`portfolio-timeseries: ${(error as Error).message}\n\n${topic}`);
         return finish(EXIT.usage);

@@ -1,7 +1,7 @@
 // The drain: apply every pending change, portfolio by portfolio, each in its own REPEATABLE READ
 // transaction (docs/architecture.md, "The job"). It runs inside a graphile-worker job on the
 // worker's pg client; tests and tools can run it on any client with the same `query` method.
-import { isConnectionError } from './errors.js';
+import { errorCode, isConnectionError } from './errors.js';
 
 /** The part of a node-postgres client the drain uses. */
 export interface QueryClient {
@@ -51,10 +51,6 @@ export interface DrainOptions {
 
 const RETRYABLE = new Set(['40001', '40P01']);
 
-function sqlState(error: unknown): string | undefined {
-  return (error as { code?: string } | null)?.code;
-}
-
 /**
  * Run `fn` in a REPEATABLE READ transaction, retrying serialization failures and deadlocks.
  * The commit does not wait for its WAL flush (synchronous_commit off, this transaction only): a
@@ -72,7 +68,7 @@ export async function inRepeatableRead<T>(
       return result;
     } catch (error) {
       if (!isConnectionError(error)) await client.query('rollback').catch(() => {});
-      if (attempt < 20 && RETRYABLE.has(sqlState(error) ?? '')) {
+      if (attempt < 20 && RETRYABLE.has(errorCode(error))) {
         onRetry();
         continue;
       }

@@ -37,6 +37,25 @@ export class NotMigratedError extends Error {
 
 export const MIGRATE_HINT = 'run `portfolio-timeseries migrate` (with DATABASE_URL set to this database) first';
 
+/** An error's code: its SQLSTATE, node's (ECONNREFUSED, ERR_PARSE_ARGS_...) or postgres.js's; '' when none. */
+export function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : '';
+}
+
+/**
+ * Failures that waiting cannot cure and an operator must fix: authentication, a missing database,
+ * missing privileges or objects (SQLSTATE classes 28, 3D, 42).
+ */
+export function needsOperator(error: unknown): boolean {
+  return /^(28|3D|42)/.test(errorCode(error));
+}
+
+/** A command-line mistake: our own UsageError, or node's parseArgs refusing an option. */
+export function isUsageMistake(error: unknown): boolean {
+  return error instanceof UsageError || errorCode(error).startsWith('ERR_PARSE_ARGS');
+}
+
 interface PgLikeError {
   code?: string;
   message?: string;
@@ -54,7 +73,7 @@ interface PgLikeError {
  */
 export function isConnectionError(error: unknown): boolean {
   const e = (error ?? {}) as PgLikeError;
-  const code = e.code ?? '';
+  const code = errorCode(error);
   if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE',
     'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', '57P01', '57P02', '57P03'].includes(code)) return true;
   if (code.startsWith('08')) return true;

@@ -5,7 +5,7 @@
 // during start-up it fails the attempt, where postgres.js would reconnect at once, for ever.
 import pg from 'pg';
 import { connectTimeoutMs, describeUrl } from './db.js';
-import { DatabaseUnavailableError, MIGRATE_HINT, NotMigratedError } from './errors.js';
+import { DatabaseUnavailableError, MIGRATE_HINT, needsOperator, NotMigratedError } from './errors.js';
 
 export interface ProbeResult {
   /** The engine's schema exists (migrate has run). */
@@ -60,9 +60,8 @@ export async function probeDatabase(url: string, options: ProbeOptions = {}): Pr
               current_setting('server_version') as version`);
     result = { migrated: rows[0]!.migrated, serverVersion: rows[0]!.version };
   } catch (error) {
-    const code = (error as { code?: string }).code ?? '';
     // Authentication, a missing database, permissions: PostgreSQL's own message is the clearest.
-    if (/^(28|3D|42)/.test(code)) throw error;
+    if (needsOperator(error)) throw error;
     throw new DatabaseUnavailableError(`cannot use the database: ${unavailableReason(error, url)}`, error);
   } finally {
     await client.end().catch(() => {});

@@ -19,7 +19,9 @@ import { run, type Runner, type WorkerEvents } from 'graphile-worker';
 import type pg from 'pg';
 import { connectionStringFromEnv, describeUrl } from './db.js';
 import type { QueryClient } from './drain.js';
-import { DatabaseUnavailableError, errorText, isConnectionError, MIGRATE_HINT, NotMigratedError } from './errors.js';
+import {
+  DatabaseUnavailableError, errorCode, errorText, isConnectionError, MIGRATE_HINT, needsOperator, NotMigratedError,
+} from './errors.js';
 import { backlog, leftovers, removeConnectionRetries, removeOwnLockedJobs, removeStaleJobs } from './jobs.js';
 import { eventsToLogger, loggerFromEvents, stderrLogger, workerLogger } from './log.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -59,9 +61,7 @@ function backoff(attempt: number): number {
 
 /** Errors that waiting cannot cure: the CLI exits with them. */
 function isFatal(error: unknown): boolean {
-  if (error instanceof NotMigratedError) return true;
-  const code = (error as { code?: string })?.code ?? '';
-  return /^(28|3D|42)/.test(code);
+  return error instanceof NotMigratedError || needsOperator(error);
 }
 
 export function startWorker(options: StartWorkerOptions = {}): WorkerService {
@@ -187,7 +187,7 @@ export function startWorker(options: StartWorkerOptions = {}): WorkerService {
       } catch (error) {
         if (isFatal(error)) throw error;
         // A cancelled statement (statement_timeout) is waited out like a lost connection.
-        if (!isConnectionError(error) && (error as { code?: string } | null)?.code !== '57014') throw error;
+        if (!isConnectionError(error) && errorCode(error) !== '57014') throw error;
         if (!everStarted && Date.now() >= startupDeadline) {
           throw new DatabaseUnavailableError(`cannot use the database: ${unavailableReason(error, url)} (gave up after ${Math.round((Date.now() - startedAt) / 1000)} s)`, error);
         }

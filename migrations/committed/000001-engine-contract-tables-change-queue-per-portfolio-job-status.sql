@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:bf1f9edb22425787933964ac33e60f3bdeb9f7c8
+--! Hash: sha1:75b3f6f85df27dc982e8921406418456dacaace2
 --! Message: engine: contract tables, change queue, per-portfolio job, status
 
 -- >>> sql/00_schemas.sql
@@ -1609,12 +1609,12 @@ begin
                      then x.epoch = portfolio_timeseries_engine.effective_epoch(p_portfolio, x.security_id, x.date)
                      else x.epoch = 0 end
           order by x.date desc limit 1) bk on true
+        -- bk has no row when ps has one, so each coalesce takes ps's value, NULL included.
         cross join lateral (
-          select case when ps.security_id is not null then ps.date else bk.date end as date,
-                 case when ps.security_id is not null then ps.epoch else bk.epoch end as epoch,
-                 case when ps.security_id is not null then ps.market_value_local else bk.market_value_local end as market_value_local,
-                 case when ps.security_id is not null then ps.market_value else bk.market_value end as market_value,
-                 case when ps.security_id is not null then ps.valuation_status else bk.valuation_status end as valuation_status) b
+          select coalesce(ps.date, bk.date) as date, coalesce(ps.epoch, bk.epoch) as epoch,
+                 coalesce(ps.market_value_local, bk.market_value_local) as market_value_local,
+                 coalesce(ps.market_value, bk.market_value) as market_value,
+                 coalesce(ps.valuation_status, bk.valuation_status) as valuation_status) b
       ), vals as (
         select b.security_id, b.date, b.epoch, b.bod_value, b.market_value_local, b.quantity, b.bod_unvalued,
           b.bod_date, b.bod_epoch, b.is_new,
